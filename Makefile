@@ -1,0 +1,59 @@
+# webvirt: set-up, running and testing on a development or CI machine.
+#
+#   make setup        Debian packages, .venv, node_modules (scripts/setup.sh; fast when done)
+#   make run          setup + services + migrate + bootstrap, then all processes (Procfile) in
+#                     the foreground under honcho; Ctrl-C stops them all
+#   make test         the test suite on SQLite, then again (without browser tests) on PostgreSQL
+#   make lint         ruff
+#   make clean-state  stop the private Redis and delete .state (database, secrets, caches)
+#
+# REDIS_URL: scripts/services.sh starts a private Redis on .state/redis.sock unless REDIS_URL is
+# set, and writes `export REDIS_URL=...` to .state/env; each recipe below sources that file in
+# the same shell before it starts anything.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := setup
+
+WEBVIRT_PORT ?= 8000
+PY = .venv/bin/python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webvirt
+export WEBVIRT_PORT
+
+.PHONY: setup services run test lint clean-state
+
+setup:
+	bash scripts/setup.sh
+
+services: setup
+	bash scripts/services.sh
+
+run: setup
+	bash scripts/services.sh >/dev/null
+	. ./.state/env; \
+	$(PY) manage.py migrate --noinput; \
+	$(PY) manage.py bootstrap; \
+	exec .venv/bin/honcho start -f Procfile
+
+test: setup
+	bash scripts/services.sh --test >/dev/null
+	. ./.state/env; \
+	export WEBVIRT_TEST_GUEST="$(CURDIR)/.state/guest/tiny.qcow2"; \
+	if [ -f tests/guest/build.sh ]; then bash tests/guest/build.sh; fi; \
+	failed=""; \
+	echo "== tests on SQLite"; \
+	env -u DATABASE_URL $(PY) -m pytest -q tests || failed="$$failed SQLite"; \
+	echo "== tests on PostgreSQL (without browser tests)"; \
+	DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q tests -m "not browser" \
+		|| failed="$$failed PostgreSQL"; \
+	if [ -n "$$failed" ]; then echo "== FAILED on:$$failed"; exit 1; fi; \
+	echo "== all tests passed on SQLite and PostgreSQL"
+
+lint: setup
+	.venv/bin/ruff check .
+
+clean-state:
+	if [ -f .state/redis.pid ] && kill -0 "$$(cat .state/redis.pid)" 2>/dev/null; then \
+		kill "$$(cat .state/redis.pid)"; \
+	fi
+	rm -rf .state
