@@ -39,7 +39,8 @@ test: setup
 	bash scripts/services.sh --test >/dev/null
 	. ./.state/env; \
 	export WEBVIRT_TEST_GUEST="$(CURDIR)/.state/guest/tiny.qcow2"; \
-	if [ -f tests/guest/build.sh ]; then bash tests/guest/build.sh; fi; \
+	if [ -x tests/guest/build.sh ]; then tests/guest/build.sh "$$WEBVIRT_TEST_GUEST"; \
+	elif [ -f tests/guest/build.sh ]; then sh tests/guest/build.sh "$$WEBVIRT_TEST_GUEST"; fi; \
 	failed=""; \
 	echo "== tests on SQLite"; \
 	env -u DATABASE_URL $(PY) -m pytest -q tests || failed="$$failed SQLite"; \
