@@ -74,6 +74,12 @@ wait_for() {
 
 # --- libvirt ----------------------------------------------------------------------------------
 command -v libvirtd >/dev/null || die "libvirtd not found: run scripts/setup.sh first"
+# Without udev, /dev/kvm stays root-only. libvirt then finds KVM "not available" to the qemu user
+# on every call, throws away its QEMU capabilities cache and re-probes QEMU: 4-20 s per call to
+# getCapabilities or getVersion. Give /dev/kvm the group and mode udev would.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
+    as_root chgrp kvm /dev/kvm && as_root chmod 660 /dev/kvm || log "could not open /dev/kvm to group kvm"
+fi
 if ! pgrep -x virtlogd >/dev/null || ! pgrep -x libvirtd >/dev/null; then
     as_root mkdir -p /run/libvirt
 fi

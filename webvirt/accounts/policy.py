@@ -1,0 +1,81 @@
+"""The one place that decides who may see and do what.
+
+HTML views, API viewsets, WebSocket consumers, console tickets and Celery tasks all ask here.
+An object a user may not see is reported as missing (404), never as forbidden, so its existence
+does not leak. For now every user with staff rights is an administrator and sees everything;
+others see nothing until ownership and templates arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Model, QuerySet
+from rest_framework.permissions import BasePermission
+
+VIEW = "view"
+CHANGE = "change"
+OPERATE = "operate"  # lifecycle actions
+DELETE = "delete"
+ADD = "add"
+
+
+class Denied(Exception):
+    """Refused by policy. `hidden` means the object must look like it does not exist."""
+
+    def __init__(self, message: str, hidden: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hidden = hidden
+
+
+def is_admin(user: Any) -> bool:
+    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+
+
+def visible(user: Any, queryset: QuerySet) -> QuerySet:
+    """The objects of `queryset` that `user` may see."""
+    if is_admin(user):
+        return queryset
+    return queryset.none()
+
+
+def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
+    """May `user` do `action` to `obj` (an instance, or a model class for ADD)?"""
+    return is_admin(user)
+
+
+def require(user: Any, action: str, obj: Model | type[Model] | None = None) -> None:
+    """Raise Denied unless `user` may do `action` to `obj`."""
+    if isinstance(obj, Model) and not visible(user, type(obj).objects.filter(pk=obj.pk)).exists():
+        raise Denied("Not found.", hidden=True)
+    if not can(user, action, obj):
+        raise Denied("You are not allowed to do that.")
+
+
+def require_admin(user: Any) -> None:
+    if not is_admin(user):
+        raise Denied("Only administrators may do that.", hidden=True)
+
+
+class ApiPermission(BasePermission):
+    """API access: authenticated users only; objects are filtered and checked by `require`."""
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        return bool(request.user and request.user.is_authenticated)
+
+
+@dataclass
+class Actor:
+    """Who is acting and from where: what policy checks and the audit trail need."""
+
+    user: Any
+    address: str | None = None
+    via: str = "ui"
+
+    @classmethod
+    def from_request(cls, request: Any, via: str = "ui") -> Actor:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        address = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
+        return cls(user=request.user, address=address or None, via=via)

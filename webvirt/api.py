@@ -1,0 +1,69 @@
+"""The REST API's root: routes of every app, the schema, and one error format for all failures.
+
+Every error answers `{"error": "<a sentence>", "code": "<kind>"}` (plus `"fields"` for form-like
+validation), with a 4xx status: the API never answers 500 for bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.routers import DefaultRouter
+from rest_framework.views import exception_handler as drf_handler
+
+from webvirt.accounts.api import AuditViewSet
+from webvirt.accounts.policy import Denied
+from webvirt.domains.api import DomainViewSet
+from webvirt.hosts.api import HostViewSet
+from webvirt.virt import errors
+from webvirt.virt.errors import VirtError
+
+STATUS_BY_KIND = {
+    errors.INVALID: 400, errors.UNKNOWN_SCHEME: 400, errors.AUTH: 400, errors.UNSUPPORTED: 400,
+    errors.OTHER: 400, errors.NOT_FOUND: 404, errors.CONFLICT: 409, errors.STATE: 409,
+    # The host is down or slow: the request was fine, the target's condition is not.
+    errors.UNREACHABLE: 409, errors.REFUSED: 409, errors.TIMEOUT: 409,
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Denied):
+        if exc.hidden:
+            return Response({"error": "Not found.", "code": "not_found"}, status=404)
+        return Response({"error": exc.message, "code": "forbidden"}, status=403)
+    if isinstance(exc, VirtError):
+        return Response({"error": exc.message, "code": exc.kind}, status=STATUS_BY_KIND.get(exc.kind, 400))
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        first = next(iter(fields.items()), ("", ["Invalid input."]))
+        message = first[1][0] if isinstance(first[1], list) and first[1] else str(first[1])
+        label = "" if first[0] in ("non_field_errors", "") else f"{first[0]}: "
+        response.data = {"error": f"{label}{message}", "code": "invalid", "fields": fields}
+    elif isinstance(exc, exceptions.APIException):
+        response.data = {"error": str(exc.detail), "code": exc.get_codes() if isinstance(exc.get_codes(), str)
+                         else "error"}
+    if response.status_code >= 500:
+        response.status_code = status.HTTP_400_BAD_REQUEST
+    return response
+
+
+router = DefaultRouter()
+router.register("hosts", HostViewSet, basename="host")
+router.register("domains", DomainViewSet, basename="domain")
+router.register("audit", AuditViewSet, basename="audit")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,17 @@
+"""ASGI entry point: Django for HTTP, Channels for WebSockets (events and consoles arrive later)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webvirt.settings")
+django_asgi = get_asgi_application()
+if os.environ.get("WEBVIRT_SERVE_STATIC", "1") == "1":
+    # Serves static/ and the npm packages from the app's own process; a production proxy may do it instead.
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    django_asgi = ASGIStaticFilesHandler(django_asgi)
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
+
+application = ProtocolTypeRouter({"http": django_asgi})

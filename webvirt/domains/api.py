@@ -1,0 +1,106 @@
+"""REST API for domains: the cached list, lifecycle actions, XML, define and undefine."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, parsers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from webvirt.accounts import policy
+from webvirt.accounts.policy import Actor
+from webvirt.domains import services
+from webvirt.domains.filters import DomainFilter
+from webvirt.domains.models import Domain
+from webvirt.hosts.models import Host
+from webvirt.virt.domains import ACTIONS
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    host_name = serializers.CharField(source="host.name", read_only=True)
+
+    class Meta:
+        model = Domain
+        fields = ["id", "uuid", "name", "host", "host_name", "state", "reason", "vcpus", "memory_mib",
+                  "autostart", "persistent", "graphics", "state_changed"]
+        read_only_fields = fields
+
+
+class DefineSerializer(serializers.Serializer):
+    host = serializers.PrimaryKeyRelatedField(queryset=Host.objects.all())
+    xml = serializers.CharField(max_length=1024 * 1024, trim_whitespace=False)
+    transient = serializers.BooleanField(default=False)
+
+
+class XMLSerializer(serializers.Serializer):
+    xml = serializers.CharField(max_length=1024 * 1024, trim_whitespace=False)
+
+
+class AutostartSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+
+
+class RawXMLParser(parsers.BaseParser):
+    """Accepts a bare XML body (Content-Type: application/xml) as well as JSON {"xml": ...}."""
+
+    media_type = "application/xml"
+
+    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        return {"xml": stream.read().decode("utf-8", errors="replace")}
+
+
+class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = DomainSerializer
+    filterset_class = DomainFilter
+    parser_classes = [parsers.JSONParser, RawXMLParser, parsers.FormParser, parsers.MultiPartParser]
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return policy.visible(self.request.user, Domain.objects.select_related("host"))
+
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request, "api")
+
+    @extend_schema(request=DefineSerializer, responses=DomainSerializer)
+    def create(self, request: Request) -> Response:
+        """Define a persistent domain from XML, or create a transient one with `"transient": true`."""
+        data = DefineSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        host = data.validated_data["host"]
+        policy.require(request.user, policy.VIEW, host)
+        row = services.define(self.actor(), host, data.validated_data["xml"], data.validated_data["transient"])
+        return Response(DomainSerializer(row).data, status=201)
+
+    @extend_schema(parameters=[OpenApiParameter("delete_volumes", bool, description="Also delete its volumes.")])
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        """Undefine the domain (it must be shut off); `?delete_volumes=true` deletes its disks too."""
+        delete_volumes = request.query_params.get("delete_volumes", "").lower() in {"1", "true", "yes"}
+        deleted = services.undefine(self.actor(), self.get_object(), delete_volumes)
+        return Response({"deleted_volumes": deleted})
+
+    @extend_schema(request=None, responses=DomainSerializer)
+    @action(detail=True, methods=["post"], url_path=f"(?P<verb>{'|'.join(ACTIONS)})")
+    def lifecycle(self, request: Request, pk: str | None = None, verb: str = "") -> Response:
+        """Run a lifecycle action: start, shutdown, reboot, suspend, resume, destroy or reset."""
+        row = services.run_action(self.actor(), self.get_object(), verb)
+        return Response(DomainSerializer(row).data)
+
+    @extend_schema(request=AutostartSerializer, responses=DomainSerializer)
+    @action(detail=True, methods=["post"])
+    def autostart(self, request: Request, pk: str | None = None) -> Response:
+        data = AutostartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = services.set_autostart(self.actor(), self.get_object(), data.validated_data["enabled"])
+        return Response(DomainSerializer(row).data)
+
+    @extend_schema(methods=["GET"], responses=XMLSerializer)
+    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
+    @action(detail=True, methods=["get", "put"])
+    def xml(self, request: Request, pk: str | None = None) -> Response:
+        """The domain's XML; PUT replaces its persistent definition after libvirt validates it."""
+        domain = self.get_object()
+        if request.method == "PUT":
+            data = XMLSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            domain = services.update_xml(self.actor(), domain, data.validated_data["xml"])
+        return Response({"xml": services.get_xml(self.actor(), domain)})

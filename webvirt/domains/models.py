@@ -1,0 +1,41 @@
+"""The state cache: one row per domain per host. Lists and the API's list read only from here."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+from webvirt.hosts.models import Host
+from webvirt.virt.domains import STATE_LABELS
+
+
+class Domain(models.Model):
+    STATES = [(key, label) for key, label in STATE_LABELS.items()]
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="domains")
+    uuid = models.CharField(max_length=36)
+    name = models.CharField(max_length=200, db_index=True)
+    state = models.CharField(max_length=12, choices=STATES, default="nostate", db_index=True)
+    reason = models.CharField(max_length=32, blank=True)
+    vcpus = models.PositiveIntegerField(default=0)
+    memory_mib = models.PositiveIntegerField(default=0)
+    autostart = models.BooleanField(default=False)
+    persistent = models.BooleanField(default=True)
+    graphics = models.CharField(max_length=16, blank=True)
+    state_changed = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "host__name"]
+        constraints = [models.UniqueConstraint(fields=["host", "uuid"], name="domain_unique_per_host")]
+        indexes = [models.Index(fields=["host", "name"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("domains:detail", args=[self.pk])
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in {"running", "blocked", "paused", "shutdown", "pmsuspended"}

@@ -1,0 +1,182 @@
+"""Everything done to domains, shared by the HTML views, the API and tasks.
+
+Each function checks policy, calls libvirt through the connection manager (with a timeout),
+updates the state cache from libvirt's answer and records the outcome in the audit trail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from webvirt.accounts import policy
+from webvirt.accounts.audit import audited
+from webvirt.accounts.policy import Actor
+from webvirt.domains.models import Domain
+from webvirt.hosts.connections import call
+from webvirt.hosts.models import Host
+from webvirt.hosts.services import OFFLINE_KINDS, mark_status
+from webvirt.virt import domains as virt_domains
+from webvirt.virt import errors
+from webvirt.virt.domains import DomainSnapshot
+from webvirt.virt.domainxml import Domain as DomainXML
+from webvirt.virt.errors import VirtError
+
+CACHED_FIELDS = ("name", "state", "reason", "vcpus", "memory_mib", "autostart", "persistent", "graphics")
+SYNC_TIMEOUT = 30.0
+
+
+def _call(host: Host, fn, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    """A libvirt call that also keeps the host's online/offline status true."""
+    try:
+        result = call(host, fn, timeout)
+    except VirtError as exc:
+        if exc.kind in OFFLINE_KINDS:
+            mark_status(host, False, exc.message)
+        raise
+    if host.status != Host.ONLINE:
+        mark_status(host, True)
+    return result
+
+
+# The state cache -------------------------------------------------------------------------------
+
+def store_snapshot(host: Host, snap: DomainSnapshot) -> Domain:
+    """Write one domain's state into the cache and return its row."""
+    row = Domain.objects.filter(host=host, uuid=snap.uuid).first()
+    if row is None:
+        row = Domain(host=host, uuid=snap.uuid, state_changed=timezone.now())
+    elif row.state != snap.state:
+        row.state_changed = timezone.now()
+    for field in CACHED_FIELDS:
+        setattr(row, field, getattr(snap, field))
+    row.save()
+    return row
+
+
+@transaction.atomic
+def reconcile(host: Host, snaps: list[DomainSnapshot]) -> dict[str, int]:
+    """Make the cache for `host` match what libvirt listed: add, update and remove rows."""
+    now = timezone.now()
+    existing = {row.uuid: row for row in Domain.objects.filter(host=host)}
+    seen = {snap.uuid: snap for snap in snaps}
+    created, updated = [], []
+    for uuid, snap in seen.items():
+        row = existing.get(uuid)
+        if row is None:
+            created.append(Domain(host=host, uuid=uuid, state_changed=now,
+                                  **{f: getattr(snap, f) for f in CACHED_FIELDS}))
+        elif any(getattr(row, f) != getattr(snap, f) for f in CACHED_FIELDS):
+            if row.state != snap.state:
+                row.state_changed = now
+            for field in CACHED_FIELDS:
+                setattr(row, field, getattr(snap, field))
+            row.updated = now
+            updated.append(row)
+    Domain.objects.bulk_create(created, batch_size=500)
+    Domain.objects.bulk_update(updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
+    gone = [row.pk for uuid, row in existing.items() if uuid not in seen]
+    Domain.objects.filter(pk__in=gone).delete()
+    return {"created": len(created), "updated": len(updated), "removed": len(gone)}
+
+
+def sync_host(host: Host) -> dict[str, int] | None:
+    """Re-read every domain of `host` into the cache; None when the host does not answer."""
+    try:
+        snaps = _call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)
+    except VirtError:
+        return None
+    return reconcile(host, snaps)
+
+
+def state_counts(hosts: list[Host] | None = None) -> dict[str, int]:
+    from django.db.models import Count
+
+    rows = Domain.objects.all()
+    if hosts is not None:
+        rows = rows.filter(host__in=hosts)
+    return dict(rows.values_list("state").annotate(n=Count("id")).order_by())
+
+
+# Actions ---------------------------------------------------------------------------------------
+
+def run_action(actor: Actor, domain: Domain, action: str) -> Domain:
+    """Start, shut down, reboot, suspend, resume, force off or reset a domain."""
+    with audited(actor, f"domain.{action}", domain):
+        policy.require(actor.user, policy.OPERATE, domain)
+        snap = _call(domain.host, lambda conn: virt_domains.run_action(conn, domain.uuid, action))
+        return store_snapshot(domain.host, snap)
+
+
+def set_autostart(actor: Actor, domain: Domain, enabled: bool) -> Domain:
+    with audited(actor, "domain.autostart_on" if enabled else "domain.autostart_off", domain):
+        policy.require(actor.user, policy.CHANGE, domain)
+        snap = _call(domain.host, lambda conn: virt_domains.set_autostart(conn, domain.uuid, enabled))
+        return store_snapshot(domain.host, snap)
+
+
+def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list[str]:
+    """Remove a domain from its host (and, if asked, the volumes its disks use)."""
+    with audited(actor, "domain.undefine", domain) as target:
+        policy.require(actor.user, policy.DELETE, domain)
+        deleted = _call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
+        target.detail.append(f"deleted volumes: {', '.join(deleted)}" if deleted else "no volumes deleted")
+        domain.delete()
+        return deleted
+
+
+# XML -------------------------------------------------------------------------------------------
+
+def get_xml(actor: Actor, domain: Domain, inactive: bool = False) -> str:
+    policy.require(actor.user, policy.VIEW, domain)
+    return _call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid, inactive))
+
+
+def update_xml(actor: Actor, domain: Domain, xml: str) -> Domain:
+    """Replace a domain's persistent definition; libvirt validates it first, a rejection changes nothing."""
+    with audited(actor, "domain.edit_xml", domain):
+        policy.require(actor.user, policy.CHANGE, domain)
+        snap = _call(domain.host, lambda conn: virt_domains.redefine(conn, domain.uuid, xml))
+        return store_snapshot(domain.host, snap)
+
+
+def define(actor: Actor, host: Host, xml: str, transient: bool = False) -> Domain:
+    """Define a persistent domain, or create (start) a transient one, from XML."""
+    with audited(actor, "domain.create" if transient else "domain.define") as target:
+        name = _xml_name(xml)
+        target.set(kind="domain", text=f"{name} on {host.name}")
+        policy.require(actor.user, policy.VIEW, host)
+        policy.require(actor.user, policy.ADD, Domain)
+        snap = _call(host, lambda conn: virt_domains.define(conn, xml, transient))
+        row = store_snapshot(host, snap)
+        target.set(row)
+        return row
+
+
+def _xml_name(xml: str) -> str:
+    try:
+        return DomainXML.from_string(xml).name or ""
+    except VirtError:
+        return ""
+
+
+@dataclass
+class Details:
+    """What the domain page shows beyond the cache: the parsed live XML, or why it could not be read."""
+
+    xml: str = ""
+    doc: DomainXML | None = None
+    error: VirtError | None = None
+
+
+def details(actor: Actor, domain: Domain) -> Details:
+    policy.require(actor.user, policy.VIEW, domain)
+    try:
+        xml = _call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid))
+    except VirtError as exc:
+        if exc.kind == errors.NOT_FOUND:
+            sync_host(domain.host)
+        return Details(error=exc)
+    return Details(xml=xml, doc=DomainXML.from_string(xml))  # type: ignore[arg-type]

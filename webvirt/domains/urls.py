@@ -1,0 +1,14 @@
+from django.urls import path
+
+from webvirt.domains import views
+
+app_name = "domains"
+urlpatterns = [
+    path("", views.domain_list, name="list"),
+    path("new/", views.domain_define, name="define"),
+    path("<int:pk>/", views.domain_detail, name="detail"),
+    path("<int:pk>/xml/", views.domain_xml, name="xml"),
+    path("<int:pk>/xml/download/", views.domain_xml_download, name="xml_download"),
+    path("<int:pk>/undefine/", views.domain_undefine, name="undefine"),
+    path("<int:pk>/<str:verb>/", views.domain_action, name="action"),
+]

@@ -1,0 +1,135 @@
+"""Domain pages. Views only wire forms and templates to `webvirt.domains.services`."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from webvirt.accounts import policy
+from webvirt.accounts.policy import Actor, Denied
+from webvirt.domains import services
+from webvirt.domains.filters import DomainFilter
+from webvirt.domains.forms import DefineForm, UndefineForm, XMLForm
+from webvirt.domains.models import Domain
+from webvirt.hosts.models import Host
+from webvirt.ui import safe_next, show_error, visible_or_404
+from webvirt.virt.domains import ACTIONS
+from webvirt.virt.errors import VirtError
+
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+def domain_list(request: HttpRequest) -> HttpResponse:
+    queryset = policy.visible(request.user, Domain.objects.select_related("host"))
+    filters = DomainFilter(request.GET or None, queryset=queryset)
+    filters.form.fields["host"].queryset = policy.visible(request.user, Host.objects.all())
+    size = _page_size(request)
+    page = Paginator(filters.qs, size).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"filters": filters, "page": page, "query": query.urlencode(), "sizes": PAGE_SIZES, "size": size,
+               "counts": services.state_counts(), "offline": Host.objects.filter(status=Host.OFFLINE).count(),
+               "sort": request.GET.get("sort", "")}
+    template = "domains/_table.html" if request.headers.get("HX-Request") else "domains/list.html"
+    return render(request, template, context)
+
+
+def _page_size(request: HttpRequest) -> int:
+    raw = request.GET.get("size", "")
+    return int(raw) if raw.isdigit() and int(raw) in PAGE_SIZES else 50
+
+
+def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    details = services.details(Actor.from_request(request), domain)
+    if details.error and not Domain.objects.filter(pk=pk).exists():
+        messages.error(request, f"{domain.name} no longer exists on {domain.host.name}.")
+        return redirect("domains:list")
+    return render(request, "domains/detail.html", {"domain": domain, "details": details,
+                                                   "actions": ACTIONS.values()})
+
+
+@require_POST
+def domain_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    try:
+        if verb in ("autostart_on", "autostart_off"):
+            services.set_autostart(Actor.from_request(request), domain, verb == "autostart_on")
+            messages.success(request, f"Autostart is {'on' if verb == 'autostart_on' else 'off'} for {domain.name}.")
+        else:
+            row = services.run_action(Actor.from_request(request), domain, verb)
+            messages.success(request, f"{ACTIONS[verb].label.capitalize()}: {row.name} is now "
+                                      f"{row.get_state_display()}.")
+    except (VirtError, Denied) as exc:
+        show_error(request, exc)
+    return redirect(safe_next(request, domain.get_absolute_url()))
+
+
+def domain_xml(request: HttpRequest, pk: int) -> HttpResponse:
+    """View and edit the domain's XML. A definition libvirt rejects is shown again with its reason."""
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    actor = Actor.from_request(request)
+    form = XMLForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_xml(actor, domain, form.cleaned_data["xml"])
+            messages.success(request, f"The definition of {domain.name} is saved.")
+            return redirect("domains:xml", pk=domain.pk)
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+            error = str(exc)
+    elif request.method != "POST":
+        try:
+            form = XMLForm(initial={"xml": services.get_xml(actor, domain, inactive=True)})
+        except VirtError as exc:
+            error = str(exc)
+    return render(request, "domains/xml.html", {"domain": domain, "form": form, "error": error})
+
+
+def domain_xml_download(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    try:
+        xml = services.get_xml(Actor.from_request(request), domain, inactive=True)
+    except (VirtError, Denied) as exc:
+        show_error(request, exc)
+        return redirect(domain)
+    response = HttpResponse(xml, content_type="application/xml")
+    response["Content-Disposition"] = f'attachment; filename="{domain.name}.xml"'
+    return response
+
+
+def domain_define(request: HttpRequest) -> HttpResponse:
+    hosts = policy.visible(request.user, Host.objects.all())
+    form = DefineForm(request.POST or None, request.FILES or None, hosts=hosts)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            row = services.define(Actor.from_request(request), data["host"], data["xml"], data["transient"])
+            messages.success(request, f"{row.name} is {'created and running' if data['transient'] else 'defined'} "
+                                      f"on {row.host.name}.")
+            return redirect(row)
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+            form.add_error(None, str(exc))
+    return render(request, "domains/define.html", {"form": form})
+
+
+def domain_undefine(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    actor = Actor.from_request(request)
+    form = UndefineForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            deleted = services.undefine(actor, domain, form.cleaned_data["delete_volumes"])
+            extra = f" and {len(deleted)} volume(s) deleted" if deleted else ""
+            messages.success(request, f"{domain.name} is undefined{extra}.")
+            return redirect(reverse("domains:list"))
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+    details = services.details(actor, domain)
+    return render(request, "domains/undefine.html", {"domain": domain, "form": form, "details": details})

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from django import forms
+
+from webvirt.hosts.models import Host
+from webvirt.hosts.services import HostData
+
+
+class HostForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
+    uri = forms.CharField(label="libvirt URI", max_length=500,
+                          help_text="qemu:///system, qemu+ssh://user@host/system, qemu+tcp://host/system, "
+                                    "qemu+tls://host/system or test+unix:///default",
+                          widget=forms.TextInput(attrs={"placeholder": "qemu:///system", "spellcheck": "false"}))
+    description = forms.CharField(max_length=200, required=False)
+    username = forms.CharField(label="SASL user", max_length=100, required=False,
+                               help_text="For qemu+tcp:// hosts that ask for a user name and password.")
+    password = forms.CharField(label="SASL password", required=False,
+                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+    ssh_key = forms.CharField(label="SSH private key", required=False,
+                              widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false",
+                                                           "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
+                              help_text="For qemu+ssh:// hosts. Stored encrypted; never shown again.")
+    clear_credentials = forms.BooleanField(label="Remove the stored password and key", required=False)
+
+    def __init__(self, *args, host: Host | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if host is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": host.name, "uri": host.uri, "description": host.description,
+                                 "username": host.username}
+        super().__init__(*args, **kwargs)
+        self.host = host
+        if host is None:
+            del self.fields["clear_credentials"]
+        else:
+            for field, present in (("password", host.has_password), ("ssh_key", host.has_ssh_key)):
+                if present:
+                    self.fields[field].help_text = "A value is stored. Leave empty to keep it."
+
+    def to_data(self) -> HostData:
+        return HostData(**{k: v for k, v in self.cleaned_data.items() if k in HostData.__dataclass_fields__})

@@ -1,0 +1,60 @@
+"""Registered libvirt hosts. Credentials are stored encrypted and never leave the server."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.urls import reverse
+
+from webvirt import crypto
+from webvirt.virt.connection import Target
+
+
+class Host(models.Model):
+    UNKNOWN = "unknown"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STATUSES = [(UNKNOWN, "unknown"), (ONLINE, "online"), (OFFLINE, "offline")]
+
+    name = models.CharField(max_length=100, unique=True)
+    uri = models.CharField("libvirt URI", max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    username = models.CharField(max_length=100, blank=True, help_text="SASL user for qemu+tcp:// hosts.")
+    password_encrypted = models.TextField(blank=True, editable=False)
+    ssh_key_encrypted = models.TextField(blank=True, editable=False)
+    status = models.CharField(max_length=8, choices=STATUSES, default=UNKNOWN)
+    status_reason = models.CharField(max_length=500, blank=True)
+    status_changed = models.DateTimeField(null=True, blank=True)
+    # The last facts read from the host (versions, CPU, memory), shown while it is offline.
+    facts = models.JSONField(default=dict, blank=True)
+    facts_updated = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("hosts:detail", args=[self.pk])
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    @property
+    def has_ssh_key(self) -> bool:
+        return bool(self.ssh_key_encrypted)
+
+    def set_password(self, plain: str) -> None:
+        self.password_encrypted = crypto.encrypt(plain)
+
+    def set_ssh_key(self, plain: str) -> None:
+        self.ssh_key_encrypted = crypto.encrypt(plain)
+
+    def target(self) -> Target:
+        """How the connection manager reaches this host; the cache slot is the host's id."""
+        return Target(key=f"host-{self.pk}", uri=self.uri, name=self.name, username=self.username,
+                      password=crypto.decrypt(self.password_encrypted),
+                      ssh_key=crypto.decrypt(self.ssh_key_encrypted))

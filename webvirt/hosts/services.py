@@ -1,0 +1,146 @@
+"""Everything done to hosts, shared by the HTML views, the API and tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from webvirt.accounts import policy
+from webvirt.accounts.audit import audited
+from webvirt.accounts.policy import Actor
+from webvirt.hosts.connections import call, manager
+from webvirt.hosts.models import Host
+from webvirt.virt import errors, hostinfo
+from webvirt.virt.connection import Target, check_uri
+from webvirt.virt.errors import VirtError
+
+CONNECT_TIMEOUT = 5.0
+# Failures that mean "the host is not there", as opposed to "that request was wrong".
+OFFLINE_KINDS = {errors.UNREACHABLE, errors.REFUSED, errors.TIMEOUT, errors.AUTH}
+
+
+@dataclass
+class HostData:
+    """What a person (form) or client (API) may set on a host. Blank secrets keep the stored ones."""
+
+    name: str
+    uri: str
+    description: str = ""
+    username: str = ""
+    password: str = ""
+    ssh_key: str = ""
+    clear_credentials: bool = False
+
+
+def check_connection(data: HostData, host: Host | None = None) -> dict:
+    """Open a fresh connection with the given settings and read the host's facts, or raise VirtError."""
+    check_uri(data.uri)
+    password = data.password or ("" if data.clear_credentials or host is None else host.target().password)
+    ssh_key = data.ssh_key or ("" if data.clear_credentials or host is None else host.target().ssh_key)
+    probe = Target(key=f"probe-{id(data)}", uri=data.uri.strip(), name=data.name, username=data.username,
+                   password=password, ssh_key=ssh_key)
+    conn = manager.open(probe, timeout=CONNECT_TIMEOUT)
+    try:
+        return hostinfo.host_facts(conn)
+    finally:
+        conn.close()
+
+
+def _apply(host: Host, data: HostData, facts: dict) -> None:
+    host.name, host.uri = data.name.strip(), data.uri.strip()
+    host.description, host.username = data.description.strip(), data.username.strip()
+    if data.clear_credentials:
+        host.password_encrypted = host.ssh_key_encrypted = ""
+    if data.password:
+        host.set_password(data.password)
+    if data.ssh_key:
+        host.set_ssh_key(data.ssh_key)
+    now = timezone.now()
+    host.facts, host.facts_updated = facts, now
+    if host.status != Host.ONLINE:
+        host.status, host.status_changed = Host.ONLINE, now
+    host.status_reason = ""
+
+
+def _check_name(data: HostData, host: Host | None) -> None:
+    if not data.name.strip():
+        raise VirtError("Give the host a name.", errors.INVALID)
+    clash = Host.objects.filter(name=data.name.strip())
+    if host is not None:
+        clash = clash.exclude(pk=host.pk)
+    if clash.exists():
+        raise VirtError(f"A host named '{data.name.strip()}' is already registered. Choose another name.",
+                        errors.CONFLICT)
+
+
+def create_host(actor: Actor, data: HostData) -> Host:
+    """Register a host after a successful test connection, then load its domains into the cache."""
+    from webvirt.domains.services import sync_host
+
+    with audited(actor, "host.create") as target:
+        target.set(kind="host", text=data.name)
+        policy.require(actor.user, policy.ADD, Host)
+        _check_name(data, None)
+        facts = check_connection(data)
+        host = Host()
+        _apply(host, data, facts)
+        host.save()
+        target.set(host)
+    sync_host(host)
+    return host
+
+
+def update_host(actor: Actor, host: Host, data: HostData) -> Host:
+    from webvirt.domains.services import sync_host
+
+    with audited(actor, "host.update", host) as target:
+        policy.require(actor.user, policy.CHANGE, host)
+        _check_name(data, host)
+        facts = check_connection(data, host)
+        old_uri = host.uri
+        _apply(host, data, facts)
+        host.save()
+        manager.drop(host.target().key)
+        target.detail.append(f"uri {old_uri} -> {host.uri}" if old_uri != host.uri else "settings changed")
+    sync_host(host)
+    return host
+
+
+def delete_host(actor: Actor, host: Host) -> None:
+    """Forget a host and its cached domains. Nothing on the host itself is touched."""
+    with audited(actor, "host.delete", host):
+        policy.require(actor.user, policy.DELETE, host)
+        manager.drop(host.target().key)
+        with transaction.atomic():
+            host.delete()
+
+
+def mark_status(host: Host, online: bool, reason: str = "") -> None:
+    """Record whether the host answers, touching the row only when something changed."""
+    status = Host.ONLINE if online else Host.OFFLINE
+    if host.status == status and host.status_reason == reason:
+        return
+    changed = host.status != status
+    host.status, host.status_reason = status, reason[:500]
+    fields = ["status", "status_reason"]
+    if changed:
+        host.status_changed = timezone.now()
+        fields.append("status_changed")
+    Host.objects.filter(pk=host.pk).update(**{f: getattr(host, f) for f in fields})
+
+
+def live_facts(host: Host) -> tuple[dict, VirtError | None]:
+    """The host's facts read now (with a timeout); the last known ones and the error if it fails."""
+    try:
+        facts = call(host, hostinfo.host_facts)
+    except VirtError as exc:
+        if exc.kind in OFFLINE_KINDS:
+            mark_status(host, False, exc.message)
+        return host.facts, exc
+    mark_status(host, True)
+    now = timezone.now()
+    Host.objects.filter(pk=host.pk).update(facts=facts, facts_updated=now)
+    host.facts, host.facts_updated = facts, now
+    return facts, None

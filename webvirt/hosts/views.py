@@ -1,0 +1,65 @@
+"""Host pages. Views only wire forms and templates to `webvirt.hosts.services`."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from webvirt.accounts import policy
+from webvirt.accounts.policy import Actor, Denied
+from webvirt.domains.services import state_counts
+from webvirt.hosts import services
+from webvirt.hosts.forms import HostForm
+from webvirt.hosts.models import Host
+from webvirt.ui import show_error, visible_or_404
+from webvirt.virt.errors import VirtError
+
+
+def host_list(request: HttpRequest) -> HttpResponse:
+    hosts = list(policy.visible(request.user, Host.objects.all()))
+    for host in hosts:
+        host.counts = state_counts([host])
+        host.total = sum(host.counts.values())
+    return render(request, "hosts/list.html", {"hosts": hosts, "can_add": policy.can(request.user, policy.ADD, Host)})
+
+
+def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    host = visible_or_404(request, Host.objects.all(), pk)
+    facts, error = services.live_facts(host)
+    counts = state_counts([host])
+    return render(request, "hosts/detail.html", {"host": host, "facts": facts, "error": error, "counts": counts,
+                                                 "total": sum(counts.values())})
+
+
+def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    host = visible_or_404(request, Host.objects.all(), pk) if pk else None
+    form = HostForm(request.POST or None, host=host)
+    if request.method == "POST" and form.is_valid():
+        try:
+            actor = Actor.from_request(request)
+            if host is None:
+                host = services.create_host(actor, form.to_data())
+                messages.success(request, f"Host {host.name} is registered and answers.")
+            else:
+                host = services.update_host(actor, host, form.to_data())
+                messages.success(request, f"Host {host.name} is saved.")
+            return redirect(host)
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+            form.add_error(None, str(exc))
+    return render(request, "hosts/form.html", {"form": form, "host": host})
+
+
+def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    host = visible_or_404(request, Host.objects.all(), pk)
+    if request.method == "POST":
+        try:
+            services.delete_host(Actor.from_request(request), host)
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+            return redirect(host)
+        messages.success(request, f"Host {host.name} is removed from webvirt. Nothing on it was changed.")
+        return redirect(reverse("hosts:list"))
+    return render(request, "hosts/delete.html", {"host": host, "count": host.domains.count()})

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(("webvirt.api", "api"))),
+    path("audit/", include("webvirt.accounts.urls")),
+    path("domains/", include("webvirt.domains.urls")),
+    path("hosts/", include("webvirt.hosts.urls")),
+]

@@ -1,0 +1,1 @@
+"""The libvirt layer: connections, XML objects and operations. No Django imports here."""

@@ -1,0 +1,93 @@
+"""One error type for everything that goes wrong talking to libvirt, phrased for people."""
+
+from __future__ import annotations
+
+import libvirt
+
+# Kinds a caller can branch on; the API turns each into an HTTP status.
+UNREACHABLE = "unreachable"
+REFUSED = "refused"
+AUTH = "authentication"
+UNKNOWN_SCHEME = "unknown_scheme"
+INVALID = "invalid"
+NOT_FOUND = "not_found"
+CONFLICT = "conflict"
+STATE = "state"
+TIMEOUT = "timeout"
+UNSUPPORTED = "unsupported"
+OTHER = "error"
+
+
+class VirtError(Exception):
+    """A failure a person can act on: `message` is a full sentence, `kind` one of the above."""
+
+    def __init__(self, message: str, kind: str = OTHER, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+_CODE_KINDS = {
+    libvirt.VIR_ERR_NO_DOMAIN: NOT_FOUND,
+    libvirt.VIR_ERR_NO_NETWORK: NOT_FOUND,
+    libvirt.VIR_ERR_NO_STORAGE_POOL: NOT_FOUND,
+    libvirt.VIR_ERR_NO_STORAGE_VOL: NOT_FOUND,
+    libvirt.VIR_ERR_OPERATION_INVALID: STATE,
+    libvirt.VIR_ERR_OPERATION_DENIED: STATE,
+    libvirt.VIR_ERR_XML_ERROR: INVALID,
+    libvirt.VIR_ERR_XML_DETAIL: INVALID,
+    libvirt.VIR_ERR_XML_INVALID_SCHEMA: INVALID,
+    libvirt.VIR_ERR_CONFIG_UNSUPPORTED: INVALID,
+    libvirt.VIR_ERR_INVALID_ARG: INVALID,
+    libvirt.VIR_ERR_DOM_EXIST: CONFLICT,
+    libvirt.VIR_ERR_NO_SUPPORT: UNSUPPORTED,
+    libvirt.VIR_ERR_OPERATION_UNSUPPORTED: UNSUPPORTED,
+    libvirt.VIR_ERR_AUTH_FAILED: AUTH,
+    libvirt.VIR_ERR_AUTH_CANCELLED: AUTH,
+    libvirt.VIR_ERR_AUTH_UNAVAILABLE: AUTH,
+    libvirt.VIR_ERR_NO_CONNECT: UNKNOWN_SCHEME,
+    libvirt.VIR_ERR_OPERATION_TIMEOUT: TIMEOUT,
+}
+
+
+def _connect_failure(text: str) -> tuple[str, str] | None:
+    """Classify why opening a connection failed, from libvirt's message."""
+    lowered = text.lower()
+    if "no connection driver available" in lowered or ("unsupported" in lowered and "uri" in lowered):
+        return UNKNOWN_SCHEME, "libvirt has no driver for this URI's scheme. Check the URI (for example qemu:///system)."
+    if "connection refused" in lowered:
+        return REFUSED, "The host refused the connection. Is libvirtd running and listening there?"
+    if "no such file or directory" in lowered and "socket" in lowered:
+        return REFUSED, "libvirt's socket does not exist on that machine. Is libvirtd running?"
+    if "authentication" in lowered or "permission denied" in lowered or ("auth" in lowered and "fail" in lowered):
+        return AUTH, "The host rejected the credentials. Check the user name, password or SSH key."
+    if any(s in lowered for s in ("name or service not known", "no route to host", "network is unreachable",
+                                  "timed out", "could not resolve", "host is down")):
+        return UNREACHABLE, "The host cannot be reached. Check its address and that the network allows the connection."
+    return None
+
+
+def from_libvirt(exc: libvirt.libvirtError, *, connecting: bool = False) -> VirtError:
+    """Turn a libvirtError into a VirtError whose message says what to do."""
+    text = exc.get_error_message() or str(exc)
+    if connecting:
+        classified = _connect_failure(text)
+        if classified:
+            kind, message = classified
+            return VirtError(message, kind, detail=text)
+    kind = _CODE_KINDS.get(exc.get_error_code(), OTHER)
+    if connecting and kind == OTHER:
+        kind = UNREACHABLE
+    return VirtError(_sentence(text), kind, detail=text)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "libvirt reported an error without a message."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

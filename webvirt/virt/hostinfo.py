@@ -1,0 +1,48 @@
+"""What a host is and offers: versions, CPU, memory, and the guest types its hypervisor supports."""
+
+from __future__ import annotations
+
+import libvirt
+from lxml import etree
+
+
+def _version(number: int) -> str:
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def host_facts(conn: libvirt.virConnect) -> dict:
+    """Facts for the host page, read live. All values are JSON-serialisable."""
+    model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+    caps = etree.fromstring(conn.getCapabilities().encode())
+    cpu_model = caps.findtext("./host/cpu/model") or model
+    try:
+        free_mib = conn.getFreeMemory() // (1024 * 1024)
+    except libvirt.libvirtError:
+        free_mib = None
+    guests = {}
+    for guest in caps.findall("./guest"):
+        arch = guest.find("./arch")
+        if arch is None:
+            continue
+        kinds = {d.get("type") for d in arch.findall("./domain")}
+        entry = guests.setdefault(arch.get("name"), set())
+        entry.update(k for k in kinds if k)
+    try:
+        hv_version = _version(conn.getVersion())
+    except libvirt.libvirtError:
+        hv_version = ""
+    return {
+        "hostname": conn.getHostname(),
+        "libvirt_version": _version(conn.getLibVersion()),
+        "hypervisor": conn.getType(),
+        "hypervisor_version": hv_version,
+        "arch": model,
+        "cpu_model": cpu_model,
+        "cpus": cpus,
+        "cpu_mhz": mhz,
+        "topology": {"nodes": nodes, "sockets": sockets, "cores": cores, "threads": threads},
+        "memory_mib": memory_mib,
+        "memory_free_mib": free_mib,
+        "guest_arches": {arch: sorted(kinds) for arch, kinds in sorted(guests.items())},
+        "kvm": any("kvm" in kinds for kinds in guests.values()),
+    }
