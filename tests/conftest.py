@@ -1,0 +1,104 @@
+"""Fixtures every tier shares: users, API clients, and hosts on libvirt's test driver through the daemon.
+
+The test driver at test+unix:///default keeps its state only while a connection to it is open, so
+the session holds one (`test_conn`) and each test defines the domains it needs and removes them.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+
+import libvirt
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+TEST_URI = "test+unix:///default"
+
+
+@pytest.fixture(scope="session")
+def test_conn() -> Iterator[libvirt.virConnect]:
+    conn = libvirt.open(TEST_URI)
+    yield conn
+    conn.close()
+
+
+def domain_xml(name: str, *, memory_mib: int = 256, vcpus: int = 1, uuid: str | None = None) -> str:
+    return f"""<domain type='test'>
+  <name>{name}</name>
+  <uuid>{uuid or uuidlib.uuid4()}</uuid>
+  <memory unit='MiB'>{memory_mib}</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os><type arch='i686'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'><source file='/guest/{name}.img'/><target dev='hda'/></disk>
+    <interface type='network'><source network='default'/><mac address='52:54:00:00:00:01'/></interface>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+  </devices>
+</domain>"""
+
+
+@pytest.fixture
+def make_test_domain(test_conn: libvirt.virConnect) -> Iterator[Callable[..., libvirt.virDomain]]:
+    """Define domains on the shared test driver; whatever is left is removed after the test."""
+    names: list[str] = []
+
+    def make(name: str | None = None, *, start: bool = False, **kwargs) -> libvirt.virDomain:  # type: ignore[no-untyped-def]
+        name = name or f"t-{uuidlib.uuid4().hex[:8]}"
+        dom = test_conn.defineXML(domain_xml(name, **kwargs))
+        names.append(name)
+        if start:
+            dom.create()
+        return dom
+
+    yield make
+    for name in names:
+        try:
+            dom = test_conn.lookupByName(name)
+        except libvirt.libvirtError:
+            continue
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
+
+
+@pytest.fixture
+def admin(db):  # type: ignore[no-untyped-def]
+    return get_user_model().objects.create_superuser("alice", "", "alice-password-1")
+
+
+@pytest.fixture
+def stranger(db):  # type: ignore[no-untyped-def]
+    """A logged-in user who is not an administrator (and owns nothing yet)."""
+    return get_user_model().objects.create_user("charlie", "", "charlie-password-1")
+
+
+@pytest.fixture
+def admin_client(client, admin):  # type: ignore[no-untyped-def]
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def api(admin) -> APIClient:  # type: ignore[no-untyped-def]
+    """An API client authenticating the way scripts do: `Authorization: Token <key>`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
+    return client
+
+
+@pytest.fixture
+def test_host(db, test_conn):  # type: ignore[no-untyped-def]
+    """The test driver registered as a host, its domains loaded into the cache."""
+    from webvirt.domains.services import sync_host
+    from webvirt.hosts.models import Host
+
+    host = Host.objects.create(name="testhost", uri=TEST_URI, status=Host.ONLINE)
+    sync_host(host)
+    yield host
+    from webvirt.hosts.connections import manager
+
+    manager.drop(host.target().key)
