@@ -1,0 +1,164 @@
+#!/bin/sh
+# Build the tiny bootable test guest: a Debian cloud kernel plus a busybox
+# initramfs on a whole-disk FAT image booted by syslinux, converted to qcow2.
+#
+#   tests/guest/build.sh [OUTPUT]      default: <repo>/.state/guest/tiny.qcow2
+#
+# No root and no mounts needed. The result is cached: nothing is done when
+# OUTPUT exists and is newer than this script. Downloaded .deb files are kept in
+# $(dirname OUTPUT)/cache (override with WEBVIRT_GUEST_CACHE).
+set -eu
+
+SCRIPT_DIR=$(cd "$(dirname "$0")" && pwd)
+SCRIPT="$SCRIPT_DIR/$(basename "$0")"
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+OUT=${1:-$REPO/.state/guest/tiny.qcow2}
+case $OUT in /*) ;; *) OUT=$(pwd)/$OUT ;; esac
+OUT_DIR=$(dirname "$OUT")
+CACHE=${WEBVIRT_GUEST_CACHE:-$OUT_DIR/cache}
+
+if [ -f "$OUT" ] && [ "$OUT" -nt "$SCRIPT" ]; then
+    echo "tiny guest: up to date: $OUT"
+    exit 0
+fi
+
+for tool in dpkg-deb cpio gzip mkfs.fat mcopy syslinux qemu-img; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "tiny guest: missing tool: $tool (packages: dpkg cpio gzip dosfstools mtools syslinux qemu-utils)" >&2
+        exit 1
+    }
+done
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] && ! LC_ALL=C grep -q '/lib64/ld-linux-x86-64.so' "$BUSYBOX" \
+    || { echo "tiny guest: need a static $BUSYBOX (package busybox-static)" >&2; exit 1; }
+
+mkdir -p "$OUT_DIR" "$CACHE"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/webvirt-guest.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT INT TERM
+
+# --- kernel ------------------------------------------------------------------
+# linux-image-cloud-amd64 is a metapackage; its dependency is the real kernel.
+PKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+      | sed -n 's/^ *Depends: *\(linux-image-[0-9].*-cloud-amd64\) *$/\1/p' | head -n1 || true)
+DEB=
+if [ -n "$PKG" ]; then
+    DEB=$(ls "$CACHE/${PKG}_"*.deb 2>/dev/null | sort -V | tail -n1 || true)
+    if [ -z "$DEB" ]; then
+        echo "tiny guest: downloading $PKG"
+        if ! (cd "$CACHE" && apt-get download "$PKG" 2>/dev/null); then
+            if [ "$(id -u)" = 0 ]; then
+                apt-get update -qq
+                (cd "$CACHE" && apt-get download "$PKG")
+            else
+                echo "tiny guest: apt-get download $PKG failed (apt-get update needs root)" >&2
+                exit 1
+            fi
+        fi
+        DEB=$(ls "$CACHE/${PKG}_"*.deb 2>/dev/null | sort -V | tail -n1)
+    fi
+else
+    # apt metadata unavailable: fall back to any cached cloud kernel.
+    DEB=$(ls "$CACHE"/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -n1 || true)
+fi
+[ -n "$DEB" ] && [ -f "$DEB" ] || { echo "tiny guest: no cloud kernel package found" >&2; exit 1; }
+echo "tiny guest: kernel package $(basename "$DEB")"
+
+# Only the kernel and the two modules the ACPI power button needs
+# (button.ko, evdev.ko: both =m in the cloud kernel, neither has dependencies).
+mkdir -p "$WORK/pkg"
+dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$WORK/pkg" --wildcards \
+    './boot/vmlinuz-*' '*/kernel/drivers/acpi/button.ko' '*/kernel/drivers/input/evdev.ko'
+VMLINUZ=$(ls "$WORK"/pkg/boot/vmlinuz-* | head -n1)
+
+# --- initramfs ---------------------------------------------------------------
+R=$WORK/root
+mkdir -p "$R/bin" "$R/sbin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/root" \
+         "$R/etc/acpi/PWRF" "$R/lib/modules" "$R/var/run" "$R/var/log"
+cp "$BUSYBOX" "$R/bin/busybox"
+ln -s busybox "$R/bin/sh"
+find "$WORK/pkg/lib/modules" -name '*.ko' -exec cp {} "$R/lib/modules/" \;
+
+cat > "$R/etc/acpi/PWRF/00000080" <<'ACPI'
+#!/bin/sh
+echo "WEBVIRT-GUEST-POWEROFF" > /dev/ttyS0
+echo "Power button pressed: powering off" > /dev/tty0
+sync
+poweroff -f
+ACPI
+chmod 755 "$R/etc/acpi/PWRF/00000080"
+
+cat > "$R/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin
+export PS1='\h:\w# '
+PROFILE
+
+cat > "$R/init" <<'INIT'
+#!/bin/sh
+# PID 1 of the webvirt tiny test guest.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+exec </dev/console >/dev/console 2>&1
+
+hostname webvirt-tiny
+insmod /lib/modules/evdev.ko 2>/dev/null
+insmod /lib/modules/button.ko 2>/dev/null
+acpid -c /etc/acpi -l /var/log/acpid.log
+
+uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)
+{
+    printf '\033[2J\033[H\n'
+    echo ' #     # ####### ######  #     # ### ######  #######'
+    echo ' #  #  # #       #     # #     #  #  #     #    #'
+    echo ' #  #  # #####   ######  #     #  #  ######     #'
+    echo ' #  #  # #       #     #  #   #   #  #   #      #'
+    echo '  ## ##  ####### ######    ###   ### #    #     #'
+    echo
+    echo '   WEBVIRT TINY GUEST'
+    echo
+    echo "   hostname: $(hostname)"
+    echo "   uuid:     $uuid"
+    echo "   kernel:   $(uname -r)"
+    echo
+} > /dev/tty0
+
+# A root shell on tty1 (VNC) as well, so keystrokes sent over VNC show up.
+( while :; do setsid -c sh -l </dev/tty1 >/dev/tty1 2>&1; done ) &
+
+stty -F /dev/ttyS0 115200 sane 2>/dev/null
+echo "WEBVIRT-GUEST-READY hostname=$(hostname) uuid=$uuid" > /dev/ttyS0
+# Interactive shell with job control on the serial port, respawned forever.
+while :; do
+    setsid -c sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
+    sleep 1
+done
+INIT
+chmod 755 "$R/init"
+
+(cd "$R" && find . | sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 > "$WORK/initrd.gz"
+
+# --- disk: whole-disk FAT + syslinux -----------------------------------------
+cat > "$WORK/syslinux.cfg" <<'CFG'
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+  KERNEL vmlinuz
+  APPEND initrd=initrd.gz console=tty0 console=ttyS0,115200 no_timer_check consoleblank=0 quiet
+CFG
+
+IMG=$WORK/disk.img
+truncate -s 32M "$IMG"
+mkfs.fat -n WEBVIRT "$IMG" >/dev/null
+syslinux --install "$IMG"
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$IMG" "$VMLINUZ" ::vmlinuz
+mcopy -i "$IMG" "$WORK/initrd.gz" ::initrd.gz
+mcopy -i "$IMG" "$WORK/syslinux.cfg" ::syslinux.cfg
+
+qemu-img convert -f raw -O qcow2 -o compat=1.1 "$IMG" "$WORK/tiny.qcow2"
+mv -f "$WORK/tiny.qcow2" "$OUT"
+echo "tiny guest: built $OUT ($(du -k "$OUT" | cut -f1) KiB)"
