@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "webvirt.accounts",
     "webvirt.hosts",
     "webvirt.domains",
+    "webvirt.events",
 ]
 
 MIDDLEWARE = [

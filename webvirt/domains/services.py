@@ -6,7 +6,7 @@ updates the state cache from libvirt's answer and records the outcome in the aud
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -50,39 +50,51 @@ def store_snapshot(host: Host, snap: DomainSnapshot) -> Domain:
         row = Domain(host=host, uuid=snap.uuid, state_changed=timezone.now())
     elif row.state != snap.state:
         row.state_changed = timezone.now()
-    for field in CACHED_FIELDS:
-        setattr(row, field, getattr(snap, field))
+    for name in CACHED_FIELDS:
+        setattr(row, name, getattr(snap, name))
     row.save()
     return row
 
 
+@dataclass
+class SyncResult:
+    """What a resynchronisation changed in the cache, so the changes can be published."""
+
+    created: list[Domain] = field(default_factory=list)
+    updated: list[Domain] = field(default_factory=list)
+    removed: list[Domain] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {"created": len(self.created), "updated": len(self.updated), "removed": len(self.removed)}
+
+
 @transaction.atomic
-def reconcile(host: Host, snaps: list[DomainSnapshot]) -> dict[str, int]:
+def reconcile(host: Host, snaps: list[DomainSnapshot]) -> SyncResult:
     """Make the cache for `host` match what libvirt listed: add, update and remove rows."""
     now = timezone.now()
     existing = {row.uuid: row for row in Domain.objects.filter(host=host)}
     seen = {snap.uuid: snap for snap in snaps}
-    created, updated = [], []
+    result = SyncResult()
     for uuid, snap in seen.items():
         row = existing.get(uuid)
         if row is None:
-            created.append(Domain(host=host, uuid=uuid, state_changed=now,
-                                  **{f: getattr(snap, f) for f in CACHED_FIELDS}))
+            result.created.append(Domain(host=host, uuid=uuid, state_changed=now,
+                                         **{f: getattr(snap, f) for f in CACHED_FIELDS}))
         elif any(getattr(row, f) != getattr(snap, f) for f in CACHED_FIELDS):
             if row.state != snap.state:
                 row.state_changed = now
-            for field in CACHED_FIELDS:
-                setattr(row, field, getattr(snap, field))
+            for name in CACHED_FIELDS:
+                setattr(row, name, getattr(snap, name))
             row.updated = now
-            updated.append(row)
-    Domain.objects.bulk_create(created, batch_size=500)
-    Domain.objects.bulk_update(updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
-    gone = [row.pk for uuid, row in existing.items() if uuid not in seen]
-    Domain.objects.filter(pk__in=gone).delete()
-    return {"created": len(created), "updated": len(updated), "removed": len(gone)}
+            result.updated.append(row)
+    Domain.objects.bulk_create(result.created, batch_size=500)
+    Domain.objects.bulk_update(result.updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
+    result.removed = [row for uuid, row in existing.items() if uuid not in seen]
+    Domain.objects.filter(pk__in=[row.pk for row in result.removed]).delete()
+    return result
 
 
-def sync_host(host: Host) -> dict[str, int] | None:
+def sync_host(host: Host) -> SyncResult | None:
     """Re-read every domain of `host` into the cache; None when the host does not answer."""
     try:
         snaps = _call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)

@@ -1,0 +1,28 @@
+"""`manage.py watch`: run the event watcher until SIGTERM or Ctrl-C."""
+
+import asyncio
+import logging
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from webvirt.events.watcher import Watcher
+
+
+class Command(BaseCommand):
+    help = "Watch every registered libvirt host for events and keep the state cache current."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--holder", help="A name for this watcher in the Redis leases.")
+
+    def handle(self, *args, holder: str | None = None, **options) -> None:  # type: ignore[no-untyped-def]
+        logging.getLogger("webvirt").setLevel(logging.INFO)
+        asyncio.run(self.main(holder))
+
+    async def main(self, holder: str | None) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Watcher(settings.REDIS_URL, holder).run(stop)
