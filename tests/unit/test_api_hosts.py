@@ -1,0 +1,205 @@
+"""The host API: registration with a connection test, write-only credentials, edit and delete."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from tests.conftest import TEST_URI
+from tests.unit.conftest import unique
+from webvirt import crypto
+from webvirt.accounts.models import AuditEntry
+from webvirt.domains.models import Domain
+from webvirt.hosts.connections import manager
+from webvirt.hosts.models import Host
+
+pytestmark = pytest.mark.django_db
+SECRET_PASSWORD = "s3cret-sasl-passw0rd"
+SECRET_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAfake\n-----END OPENSSH PRIVATE KEY-----"
+
+
+@pytest.fixture(autouse=True)
+def _drop_connections():  # type: ignore[no-untyped-def]
+    yield
+    for host in Host.objects.all():
+        manager.drop(host.target().key)
+
+
+def register(api, **fields):  # type: ignore[no-untyped-def]
+    return api.post("/api/v1/hosts/", {"name": unique("host"), "uri": TEST_URI, **fields}, format="json")
+
+
+def test_it_registers_a_host_that_answers(api, test_conn, make_test_domain):
+    dom = make_test_domain()
+    response = register(api, name="lab", description="The lab")
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["name"], body["uri"], body["status"], body["description"]) == ("lab", TEST_URI, "online", "The lab")
+    assert body["facts"]["hypervisor"] == "TEST"
+    assert Domain.objects.filter(host_id=body["id"], uuid=dom.UUIDString()).exists()
+    assert AuditEntry.objects.get(action="host.create").outcome == AuditEntry.OK
+
+
+def test_it_refuses_a_malformed_uri(api):
+    response = register(api, uri="not a uri")
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid"
+    assert "not a libvirt URI" in response.json()["error"]
+    assert not Host.objects.exists()
+
+
+def test_it_refuses_an_unknown_scheme(api):
+    response = register(api, uri="foo:///x")
+    assert response.status_code == 400
+    assert response.json() == {"error": "libvirt has no driver for the scheme 'foo'. Use one of qemu:///, "
+                                        "qemu+ssh://, qemu+tcp://, qemu+tls:// or test+unix:///.",
+                               "code": "unknown_scheme"}
+    assert not Host.objects.exists()
+
+
+def test_it_says_plainly_when_the_host_refuses_the_connection(api):
+    response = register(api, uri="qemu+tcp://127.0.0.1:1/system")
+    assert response.status_code == 409
+    assert response.json()["code"] == "refused"
+    assert "refused the connection" in response.json()["error"]
+    assert not Host.objects.exists()
+    assert AuditEntry.objects.get(action="host.create").outcome == AuditEntry.FAILED
+
+
+def test_it_gives_up_on_a_host_that_never_answers_within_the_timeout(api, hung_port):
+    started = time.monotonic()
+    response = register(api, name="frozen", uri=f"qemu+tcp://127.0.0.1:{hung_port}/system")
+    assert time.monotonic() - started < 7
+    assert response.status_code == 409
+    assert response.json() == {"error": "Host frozen did not answer within 5 s.", "code": "unreachable"}
+    assert not Host.objects.exists()
+    assert AuditEntry.objects.get(action="host.create", outcome=AuditEntry.FAILED).object_repr == "frozen"
+
+
+def test_it_never_answers_with_the_credentials(api):
+    response = register(api, username="sasl", password=SECRET_PASSWORD, ssh_key=SECRET_KEY)
+    assert response.status_code == 201
+    host_id = response.json()["id"]
+    for answer in (response, api.get(f"/api/v1/hosts/{host_id}/"), api.get("/api/v1/hosts/")):
+        assert SECRET_PASSWORD not in answer.content.decode()
+        assert "OPENSSH PRIVATE KEY" not in answer.content.decode()
+    body = api.get(f"/api/v1/hosts/{host_id}/").json()
+    assert (body["has_password"], body["has_ssh_key"], body["username"]) == (True, True, "sasl")
+    assert "password" not in body and "ssh_key" not in body
+
+
+def test_it_stores_the_credentials_encrypted(api):
+    host_id = register(api, password=SECRET_PASSWORD, ssh_key=SECRET_KEY).json()["id"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT password_encrypted, ssh_key_encrypted FROM hosts_host WHERE id = %s", [host_id])
+        stored_password, stored_key = cursor.fetchone()
+    assert SECRET_PASSWORD not in stored_password and "OPENSSH" not in stored_key
+    assert crypto.decrypt(stored_password) == SECRET_PASSWORD
+    assert Host.objects.get(pk=host_id).target().ssh_key == SECRET_KEY
+
+
+def test_a_blank_password_keeps_the_stored_one_and_clearing_removes_both(api):
+    host_id = register(api, password=SECRET_PASSWORD, ssh_key=SECRET_KEY).json()["id"]
+    assert api.patch(f"/api/v1/hosts/{host_id}/", {"password": "", "description": "x"}, format="json").status_code == 200
+    assert Host.objects.get(pk=host_id).target().password == SECRET_PASSWORD
+    body = api.patch(f"/api/v1/hosts/{host_id}/", {"clear_credentials": True}, format="json").json()
+    assert (body["has_password"], body["has_ssh_key"]) == (False, False)
+    assert Host.objects.get(pk=host_id).password_encrypted == ""
+
+
+def test_it_edits_a_host_after_testing_the_new_settings(api):
+    host_id = register(api, name="before").json()["id"]
+    response = api.put(f"/api/v1/hosts/{host_id}/", {"name": "after", "uri": TEST_URI, "description": "moved"},
+                       format="json")
+    assert response.status_code == 200
+    host = Host.objects.get(pk=host_id)
+    assert (host.name, host.description) == ("after", "moved")
+    assert AuditEntry.objects.get(action="host.update").outcome == AuditEntry.OK
+
+
+def test_an_edit_to_an_unreachable_uri_changes_nothing(api):
+    host_id = register(api, name="kept").json()["id"]
+    response = api.patch(f"/api/v1/hosts/{host_id}/", {"uri": "qemu+tcp://127.0.0.1:1/system"}, format="json")
+    assert response.status_code == 409
+    assert response.json()["code"] == "refused"
+    assert Host.objects.get(pk=host_id).uri == TEST_URI
+    assert AuditEntry.objects.get(action="host.update").outcome == AuditEntry.FAILED
+
+
+def test_a_name_already_registered_answers_409(api):
+    register(api, name="taken")
+    response = register(api, name="taken")
+    assert response.status_code == 409
+    assert response.json() == {"error": "A host named 'taken' is already registered. Choose another name.",
+                               "code": "conflict"}
+    assert Host.objects.filter(name="taken").count() == 1
+
+
+def test_renaming_to_a_name_already_registered_answers_409(api):
+    register(api, name="first")
+    other = register(api, name="second").json()["id"]
+    response = api.patch(f"/api/v1/hosts/{other}/", {"name": "first"}, format="json")
+    assert response.status_code == 409
+    assert Host.objects.get(pk=other).name == "second"
+
+
+def test_it_deletes_a_host_and_forgets_its_domains_only(api, test_conn, make_test_domain):
+    dom = make_test_domain()
+    host_id = register(api).json()["id"]
+    assert Domain.objects.filter(host_id=host_id).exists()
+    assert api.delete(f"/api/v1/hosts/{host_id}/").status_code == 204
+    assert not Host.objects.filter(pk=host_id).exists()
+    assert not Domain.objects.filter(host_id=host_id).exists()
+    assert test_conn.lookupByUUIDString(dom.UUIDString()).name() == dom.name()
+    assert AuditEntry.objects.get(action="host.delete").outcome == AuditEntry.OK
+
+
+def test_it_lists_hosts_with_their_domain_counts(api, test_host, make_test_domain):
+    response = api.get("/api/v1/hosts/")
+    assert response.status_code == 200
+    assert set(response.json()) == {"count", "next", "previous", "results"}
+    [row] = response.json()["results"]
+    assert row["name"] == "testhost"
+    assert row["domain_counts"] == {s: n for s, n in row["domain_counts"].items() if n} and row["domain_counts"]
+
+
+def test_a_missing_field_answers_400_naming_the_field(api):
+    response = api.post("/api/v1/hosts/", {"name": "nouri"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "uri: This field is required."
+    assert response.json()["fields"] == {"uri": ["This field is required."]}
+
+
+def test_a_missing_host_answers_404_json(api):
+    response = api.get("/api/v1/hosts/999999/")
+    assert response.status_code == 404
+    assert response.json() == {"error": "Not found.", "code": "not_found"}
+    assert api.delete("/api/v1/hosts/999999/").status_code == 404
+
+
+def test_an_anonymous_client_is_refused(client, test_host):
+    response = client.get("/api/v1/hosts/")
+    assert response.status_code in (401, 403)
+    assert set(response.json()) == {"error", "code"}
+    assert client.post("/api/v1/hosts/", {"name": "x", "uri": TEST_URI}).status_code in (401, 403)
+
+
+def test_the_stranger_sees_no_hosts_and_cannot_touch_one(client, stranger, test_host):
+    client.force_login(stranger)
+    assert client.get("/api/v1/hosts/").json()["results"] == []
+    assert client.get(f"/api/v1/hosts/{test_host.pk}/").status_code == 404
+    assert client.delete(f"/api/v1/hosts/{test_host.pk}/").status_code == 404
+    assert client.patch(f"/api/v1/hosts/{test_host.pk}/", {"name": "mine"},
+                        content_type="application/json").status_code == 404
+    assert Host.objects.get(pk=test_host.pk).name == "testhost"
+
+
+def test_the_stranger_cannot_register_a_host(client, stranger):
+    client.force_login(stranger)
+    response = client.post("/api/v1/hosts/", {"name": "mine", "uri": TEST_URI}, content_type="application/json")
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
+    assert not Host.objects.exists()
+    assert AuditEntry.objects.get(action="host.create").outcome == AuditEntry.REFUSED
