@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for WebSockets (events and consoles arrive later)."""
+"""ASGI entry point: Django for HTTP, Channels for WebSockets."""
 
 import os
 
@@ -12,6 +12,13 @@ if os.environ.get("WEBVIRT_SERVE_STATIC", "1") == "1":
 
     django_asgi = ASGIStaticFilesHandler(django_asgi)
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (Django must be set up first)
+# Imported after Django is set up: consumers import models.
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi})
+from webvirt.events.auth import WebSocketAuth  # noqa: E402
+from webvirt.events.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_asgi,
+    "websocket": WebSocketAuth(URLRouter(websocket_urlpatterns)),
+})

@@ -94,8 +94,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the web process read while a worker writes; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # A file, not memory, so live-server tests (other threads, other processes) see the same data.
-    DATABASES["default"]["TEST"] = {"NAME": str(STATE_DIR / "test.sqlite3")}
+    # A file, not memory, so live-server tests (other threads, other processes) see the same data;
+    # one per test run, so runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get("WEBVIRT_TEST_DB") or str(STATE_DIR / f"test-{os.getpid()}.sqlite3")
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", f"unix://{STATE_DIR / 'redis.sock'}")

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),
     path("api/v1/", include(("webvirt.api", "api"))),
     path("audit/", include("webvirt.accounts.urls")),
     path("domains/", include("webvirt.domains.urls")),

@@ -8,3 +8,5 @@ document.addEventListener("submit", (event) => {
     event.stopImmediatePropagation();
   }
 }, true);
+
+import "./live.js";

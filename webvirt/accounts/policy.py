@@ -46,6 +46,17 @@ def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
     return is_admin(user)
 
 
+def may_receive(user: Any, event: dict[str, Any]) -> bool:
+    """May `user` be told about this live event (a domain, host, network or pool change)?"""
+    if is_admin(user):
+        return True
+    if event.get("type") == "domain" and event.get("id"):
+        from webvirt.domains.models import Domain
+
+        return visible(user, Domain.objects.filter(pk=event["id"])).exists()
+    return False
+
+
 def require(user: Any, action: str, obj: Model | type[Model] | None = None) -> None:
     """Raise Denied unless `user` may do `action` to `obj`."""
     if isinstance(obj, Model) and not visible(user, type(obj).objects.filter(pk=obj.pk)).exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from webvirt.accounts import policy
@@ -103,13 +104,9 @@ def sync_host(host: Host) -> SyncResult | None:
     return reconcile(host, snaps)
 
 
-def state_counts(hosts: list[Host] | None = None) -> dict[str, int]:
-    from django.db.models import Count
-
-    rows = Domain.objects.all()
-    if hosts is not None:
-        rows = rows.filter(host__in=hosts)
-    return dict(rows.values_list("state").annotate(n=Count("id")).order_by())
+def state_counts(domains: QuerySet[Domain]) -> dict[str, int]:
+    """How many of `domains` are in each state (the caller has already applied the policy)."""
+    return dict(domains.order_by().values_list("state").annotate(n=Count("id")))
 
 
 # Actions ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.domain_list, name="list"),
     path("new/", views.domain_define, name="define"),
     path("<int:pk>/", views.domain_detail, name="detail"),
+    path("<int:pk>/summary/", views.domain_summary, name="summary"),
     path("<int:pk>/xml/", views.domain_xml, name="xml"),
     path("<int:pk>/xml/download/", views.domain_xml_download, name="xml_download"),
     path("<int:pk>/undefine/", views.domain_undefine, name="undefine"),

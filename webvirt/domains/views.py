@@ -32,7 +32,8 @@ def domain_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filters": filters, "page": page, "query": query.urlencode(), "sizes": PAGE_SIZES, "size": size,
-               "counts": services.state_counts(), "offline": Host.objects.filter(status=Host.OFFLINE).count(),
+               "counts": services.state_counts(queryset),
+               "offline": policy.visible(request.user, Host.objects.filter(status=Host.OFFLINE)).count(),
                "sort": request.GET.get("sort", "")}
     template = "domains/_table.html" if request.headers.get("HX-Request") else "domains/list.html"
     return render(request, template, context)
@@ -51,6 +52,12 @@ def domain_detail(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("domains:list")
     return render(request, "domains/detail.html", {"domain": domain, "details": details,
                                                    "actions": ACTIONS.values()})
+
+
+def domain_summary(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the domain page (state, buttons), re-fetched when an event arrives."""
+    domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    return render(request, "domains/_summary.html", {"domain": domain, "actions": ACTIONS.values()})
 
 
 @require_POST

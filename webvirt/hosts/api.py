@@ -32,7 +32,7 @@ class HostSerializer(serializers.ModelSerializer):
         extra_kwargs = {"name": {"validators": []}}
 
     def get_domain_counts(self, host: Host) -> dict[str, int]:
-        return state_counts([host])
+        return state_counts(host.domains.all())
 
     def to_data(self, instance: Host | None = None) -> services.HostData:
         values = {**({"name": instance.name, "uri": instance.uri, "description": instance.description,

@@ -20,7 +20,7 @@ from webvirt.virt.errors import VirtError
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = list(policy.visible(request.user, Host.objects.all()))
     for host in hosts:
-        host.counts = state_counts([host])
+        host.counts = state_counts(host.domains.all())
         host.total = sum(host.counts.values())
     return render(request, "hosts/list.html", {"hosts": hosts, "can_add": policy.can(request.user, policy.ADD, Host)})
 
@@ -28,9 +28,16 @@ def host_list(request: HttpRequest) -> HttpResponse:
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     host = visible_or_404(request, Host.objects.all(), pk)
     facts, error = services.live_facts(host)
-    counts = state_counts([host])
+    counts = state_counts(host.domains.all())
     return render(request, "hosts/detail.html", {"host": host, "facts": facts, "error": error, "counts": counts,
                                                  "total": sum(counts.values())})
+
+
+def host_summary(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the host page (reachability, counts), re-fetched when an event arrives."""
+    host = visible_or_404(request, Host.objects.all(), pk)
+    counts = state_counts(host.domains.all())
+    return render(request, "hosts/_summary.html", {"host": host, "counts": counts, "total": sum(counts.values())})
 
 
 def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:

@@ -1,0 +1,87 @@
+// Live updates: one WebSocket to /ws/events/ per page; nothing polls.
+//
+// Badges marked data-state-for="<host>:<uuid>" change the moment an event arrives. Regions
+// marked data-live are re-fetched (debounced) when an event concerns them, so rows appear and
+// disappear, counts change and buttons follow the state. After a dropped socket reconnects,
+// every region is re-fetched, so nothing missed while disconnected stays stale.
+
+const DEBOUNCE_MS = 150;
+const timers = new WeakMap();
+let backoff = 500;
+let everConnected = false;
+
+function setStatus(text, state) {
+  const el = document.getElementById("live-status");
+  if (el) { el.textContent = text; el.dataset.state = state; }
+}
+
+function concerns(region, ev) {
+  const kind = region.dataset.live;
+  if (kind === "domains") return ev.type === "domain" || ev.type === "host";
+  if (kind === "domain") {
+    return String(ev.host) === region.dataset.host && (ev.type === "host" || ev.uuid === region.dataset.uuid);
+  }
+  if (kind === "host") return String(ev.host) === region.dataset.host && (ev.type === "domain" || ev.type === "host");
+  return false;
+}
+
+async function refresh(region) {
+  const url = region.dataset.liveUrl || window.location.href;
+  const response = await fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" });
+  if (response.status === 404 && region.dataset.live === "domain") {
+    region.insertAdjacentHTML("afterbegin", '<div class="msg error" role="alert">This domain no longer exists on its host.</div>');
+    return;
+  }
+  if (!response.ok) return;
+  region.innerHTML = await response.text();
+  if (window.htmx) window.htmx.process(region);
+}
+
+function schedule(region) {
+  clearTimeout(timers.get(region));
+  timers.set(region, setTimeout(() => refresh(region).catch(() => {}), DEBOUNCE_MS));
+}
+
+function patchBadges(ev) {
+  if (ev.type === "domain") {
+    for (const badge of document.querySelectorAll(`[data-state-for="${ev.host}:${ev.uuid}"]`)) {
+      badge.className = `badge state-${ev.state}`;
+      badge.dataset.state = ev.state;
+      badge.textContent = ev.state_label || ev.state;
+    }
+  } else if (ev.type === "host") {
+    for (const badge of document.querySelectorAll(`[data-host-status="${ev.host}"]`)) {
+      badge.className = `badge ${ev.status}`;
+      badge.textContent = ev.status;
+      badge.title = ev.reason || "";
+    }
+  }
+}
+
+function handle(ev) {
+  if (ev.type === "hello" || ev.type === "pong") return;
+  patchBadges(ev);
+  for (const region of document.querySelectorAll("[data-live]")) {
+    if (concerns(region, ev)) schedule(region);
+  }
+  document.dispatchEvent(new CustomEvent("webvirt:event", { detail: ev }));
+}
+
+function connect() {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${window.location.host}/ws/events/`);
+  socket.addEventListener("open", () => {
+    setStatus("live", "live");
+    backoff = 500;
+    if (everConnected) document.querySelectorAll("[data-live]").forEach(schedule);
+    everConnected = true;
+  });
+  socket.addEventListener("message", (msg) => handle(JSON.parse(msg.data)));
+  socket.addEventListener("close", () => {
+    setStatus("reconnecting…", "down");
+    setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, 5000);
+  });
+}
+
+if (document.getElementById("live-status")) connect();

@@ -1,0 +1,5 @@
+from django.urls import path
+
+from webvirt.events.consumers import EventsConsumer
+
+websocket_urlpatterns = [path("ws/events/", EventsConsumer.as_asgi())]
