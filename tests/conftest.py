@@ -102,3 +102,37 @@ def test_host(db, test_conn):  # type: ignore[no-untyped-def]
     from webvirt.hosts.connections import manager
 
     manager.drop(host.target().key)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_prefix():  # type: ignore[no-untyped-def]
+    """This run's own Redis keys, so a development server or another run on the same Redis is not disturbed."""
+    import os
+
+    from channels.layers import channel_layers
+    from django.conf import settings
+
+    prefix = f"webvirt-test-{os.getpid()}"
+    settings.REDIS_PREFIX = prefix
+    settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
+                                           "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"{prefix}:asgi"}}}
+    channel_layers.backends = {}
+    return prefix
+
+
+@pytest.fixture
+def live_stack(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
+    """The real web server (uvicorn, with WebSockets) and one event watcher, on the test database."""
+    from tests import live
+
+    web, url = live.start_web(tmp_path)
+    watcher = live.start_watcher(tmp_path)
+
+    class Stack:
+        pass
+
+    stack = Stack()
+    stack.url, stack.web, stack.watcher, stack.log_dir = url, web, watcher, tmp_path  # type: ignore[attr-defined]
+    yield stack
+    watcher.stop()
+    web.stop()

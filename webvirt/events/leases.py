@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-PREFIX = "webvirt:lease:host:"
 # Renew or release only a lease we still hold; another watcher may have taken it over.
 _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
           "else return 0 end")
@@ -12,22 +11,23 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 
 class Leases:
-    def __init__(self, url: str, holder: str, ttl_ms: int = 10_000) -> None:
+    def __init__(self, url: str, holder: str, prefix: str = "webvirt", ttl_ms: int = 10_000) -> None:
         self.client = aioredis.from_url(url)
+        self.prefix = f"{prefix}:lease:host:"
         self.holder = holder
         self.ttl_ms = ttl_ms
 
     async def acquire(self, host_id: int) -> bool:
-        return bool(await self.client.set(f"{PREFIX}{host_id}", self.holder, nx=True, px=self.ttl_ms))
+        return bool(await self.client.set(f"{self.prefix}{host_id}", self.holder, nx=True, px=self.ttl_ms))
 
     async def renew(self, host_id: int) -> bool:
-        return bool(await self.client.eval(_RENEW, 1, f"{PREFIX}{host_id}", self.holder, self.ttl_ms))
+        return bool(await self.client.eval(_RENEW, 1, f"{self.prefix}{host_id}", self.holder, self.ttl_ms))
 
     async def release(self, host_id: int) -> None:
-        await self.client.eval(_RELEASE, 1, f"{PREFIX}{host_id}", self.holder)
+        await self.client.eval(_RELEASE, 1, f"{self.prefix}{host_id}", self.holder)
 
     async def holder_of(self, host_id: int) -> str | None:
-        value = await self.client.get(f"{PREFIX}{host_id}")
+        value = await self.client.get(f"{self.prefix}{host_id}")
         return value.decode() if value else None
 
     async def close(self) -> None:

@@ -195,9 +195,9 @@ class HostWatch:
 class Watcher:
     """Shares hosts out among watchers through Redis leases and runs a HostWatch for each it holds."""
 
-    def __init__(self, redis_url: str, holder: str | None = None) -> None:
+    def __init__(self, redis_url: str, holder: str | None = None, prefix: str = "webvirt") -> None:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
-        self.leases = Leases(redis_url, self.holder)
+        self.leases = Leases(redis_url, self.holder, prefix)
         self.manager = ConnectionManager(open_timeout=OPEN_TIMEOUT)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="watch-libvirt")
         self.watches: dict[int, tuple[str, asyncio.Task]] = {}

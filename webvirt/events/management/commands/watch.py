@@ -25,4 +25,4 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Watcher(settings.REDIS_URL, holder).run(stop)
+        await Watcher(settings.REDIS_URL, holder, settings.REDIS_PREFIX).run(stop)
