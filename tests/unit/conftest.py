@@ -41,12 +41,13 @@ def forget(test_conn: libvirt.virConnect) -> Iterator[Callable[[str], str]]:
     for name in names:
         try:
             dom = test_conn.lookupByName(name)
+            persistent = dom.isPersistent()
+            if dom.isActive():
+                dom.destroy()  # A transient domain is gone after this.
+            if persistent:
+                dom.undefine()
         except libvirt.libvirtError:
             continue
-        if dom.isActive():
-            dom.destroy()
-        if dom.isPersistent():
-            dom.undefine()
 
 
 @pytest.fixture

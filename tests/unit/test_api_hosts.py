@@ -102,7 +102,8 @@ def test_it_stores_the_credentials_encrypted(api):
 
 def test_a_blank_password_keeps_the_stored_one_and_clearing_removes_both(api):
     host_id = register(api, password=SECRET_PASSWORD, ssh_key=SECRET_KEY).json()["id"]
-    assert api.patch(f"/api/v1/hosts/{host_id}/", {"password": "", "description": "x"}, format="json").status_code == 200
+    response = api.patch(f"/api/v1/hosts/{host_id}/", {"password": "", "description": "x"}, format="json")
+    assert response.status_code == 200
     assert Host.objects.get(pk=host_id).target().password == SECRET_PASSWORD
     body = api.patch(f"/api/v1/hosts/{host_id}/", {"clear_credentials": True}, format="json").json()
     assert (body["has_password"], body["has_ssh_key"]) == (False, False)

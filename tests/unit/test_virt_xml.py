@@ -24,7 +24,9 @@ DOMAIN = """<domain type='kvm' id='4'>
       <driver name='qemu' type='qcow2'/><source file='/var/lib/libvirt/images/web01.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <disk type='volume' device='disk'><source pool='default' volume='data.qcow2'/><target dev='vdb' bus='virtio'/></disk>
+    <disk type='volume' device='disk'>
+      <source pool='default' volume='data.qcow2'/><target dev='vdb' bus='virtio'/>
+    </disk>
     <disk type='file' device='cdrom'><source file='/iso/debian.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
     <interface type='network'>
       <mac address='52:54:00:aa:bb:cc'/><source network='default'/><model type='virtio'/><target dev='vnet3'/>
