@@ -129,7 +129,8 @@ def domain_define(request: HttpRequest) -> HttpResponse:
 def domain_undefine(request: HttpRequest, pk: int) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
     actor = Actor.from_request(request)
-    form = UndefineForm(request.POST or None)
+    # Not `request.POST or None`: leaving the box unticked can post an empty (yet valid) form.
+    form = UndefineForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             deleted = services.undefine(actor, domain, form.cleaned_data["delete_volumes"])
