@@ -6,6 +6,14 @@ from webvirt.hosts.models import Host
 from webvirt.hosts.services import HostData
 
 
+class SecretTextarea(forms.Textarea):
+    """A textarea that, like PasswordInput, never renders a value: a form shown again after an error
+    must not put the private key it was given back into the page."""
+
+    def format_value(self, value: object) -> None:
+        return None
+
+
 class HostForm(forms.Form):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
     uri = forms.CharField(label="libvirt URI", max_length=500,
@@ -18,8 +26,8 @@ class HostForm(forms.Form):
     password = forms.CharField(label="SASL password", required=False,
                                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
     ssh_key = forms.CharField(label="SSH private key", required=False,
-                              widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false",
-                                                           "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
+                              widget=SecretTextarea(attrs={"rows": 4, "spellcheck": "false",
+                                                            "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
                               help_text="For qemu+ssh:// hosts. Stored encrypted; never shown again.")
     clear_credentials = forms.BooleanField(label="Remove the stored password and key", required=False)
 
