@@ -20,6 +20,7 @@ from webvirt.accounts.api import AuditViewSet
 from webvirt.accounts.policy import Denied
 from webvirt.domains.api import DomainViewSet
 from webvirt.hosts.api import HostViewSet
+from webvirt.jobs.api import JobViewSet
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
 
@@ -61,6 +62,7 @@ router = DefaultRouter()
 router.register("hosts", HostViewSet, basename="host")
 router.register("domains", DomainViewSet, basename="domain")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

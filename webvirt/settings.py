@@ -54,6 +54,8 @@ INSTALLED_APPS = [
     "webvirt.hosts",
     "webvirt.domains",
     "webvirt.events",
+    "webvirt.jobs",
+    "webvirt.catalog",
 ]
 
 MIDDLEWARE = [
@@ -121,6 +123,10 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
+CELERY_BEAT_SCHEDULE = {
+    # A job whose worker died is failed and cleaned up within about a minute.
+    "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -11,4 +11,5 @@ urlpatterns = [
     path("audit/", include("webvirt.accounts.urls")),
     path("domains/", include("webvirt.domains.urls")),
     path("hosts/", include("webvirt.hosts.urls")),
+    path("jobs/", include("webvirt.jobs.urls")),
 ]

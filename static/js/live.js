@@ -22,6 +22,9 @@ function concerns(region, ev) {
     return String(ev.host) === region.dataset.host && (ev.type === "host" || ev.uuid === region.dataset.uuid);
   }
   if (kind === "host") return String(ev.host) === region.dataset.host && (ev.type === "domain" || ev.type === "host");
+  if (kind === "jobs") return ev.type === "job" && !document.querySelector(`[data-job-bar="${ev.id}"]`);
+  if (kind === "job") return ev.type === "job" && String(ev.id) === region.dataset.job && ev.state !== "running";
+  if (kind === "domains-of-job") return ev.type === "domain";
   return false;
 }
 
@@ -49,6 +52,20 @@ function patchBadges(ev) {
       badge.dataset.state = ev.state;
       badge.textContent = ev.state_label || ev.state;
     }
+  } else if (ev.type === "job") {
+    const pct = Math.round(ev.progress);
+    for (const bar of document.querySelectorAll(`[data-job-bar="${ev.id}"]`)) {
+      bar.querySelector("span").style.width = `${pct}%`;
+      bar.querySelector("em").textContent = `${pct}%`;
+      bar.setAttribute("aria-valuenow", pct);
+      bar.classList.toggle("done", ev.state === "succeeded");
+      bar.classList.toggle("failed", ev.state === "failed");
+    }
+    for (const el of document.querySelectorAll(`[data-job-state="${ev.id}"]`)) {
+      el.className = `badge job-${ev.state}`;
+      el.textContent = ev.state;
+    }
+    for (const el of document.querySelectorAll(`[data-job-message="${ev.id}"]`)) el.textContent = ev.message;
   } else if (ev.type === "host") {
     for (const badge of document.querySelectorAll(`[data-host-status="${ev.host}"]`)) {
       badge.className = `badge ${ev.status}`;

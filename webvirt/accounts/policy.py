@@ -19,6 +19,7 @@ CHANGE = "change"
 OPERATE = "operate"  # lifecycle actions
 DELETE = "delete"
 ADD = "add"
+CONSOLE = "console"  # open a domain's graphical or serial console
 
 
 class Denied(Exception):
@@ -38,18 +39,26 @@ def visible(user: Any, queryset: QuerySet) -> QuerySet:
     """The objects of `queryset` that `user` may see."""
     if is_admin(user):
         return queryset
+    if user is not None and user.is_authenticated and queryset.model._meta.label == "jobs.Job":
+        return queryset.filter(user=user)
     return queryset.none()
 
 
 def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
     """May `user` do `action` to `obj` (an instance, or a model class for ADD)?"""
-    return is_admin(user)
+    if is_admin(user):
+        return True
+    if isinstance(obj, Model) and obj._meta.label == "jobs.Job":
+        return obj.user_id == user.pk  # People cancel and retry their own jobs.
+    return False
 
 
 def may_receive(user: Any, event: dict[str, Any]) -> bool:
     """May `user` be told about this live event (a domain, host, network or pool change)?"""
     if is_admin(user):
         return True
+    if event.get("type") == "job":
+        return bool(event.get("user")) and event.get("user") == user.pk
     if event.get("type") == "domain" and event.get("id"):
         from webvirt.domains.models import Domain
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
@@ -24,6 +25,16 @@ class Domain(models.Model):
     graphics = models.CharField(max_length=16, blank=True)
     state_changed = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
+    # Ownership and provenance: set by webvirt (cloning), never by a resynchronisation.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="owned_domains")
+    template = models.ForeignKey("catalog.Template", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="clones")
+    linked = models.BooleanField(default=False, help_text="Its disks are overlays on the template's.")
+    is_template = models.BooleanField(default=False, help_text="A template's source; it cannot be started.")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="domains")
+    disk_gib = models.FloatField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["name", "host__name"]

@@ -36,6 +36,11 @@ def host_message(host: Host) -> dict[str, Any]:
             "changed": host.status_changed.isoformat() if host.status_changed else None}
 
 
+def job_message(job: Any) -> dict[str, Any]:
+    return {"type": "job", "id": job.pk, "user": job.user_id, "kind": job.kind, "title": job.title,
+            "state": job.state, "progress": round(job.progress, 1), "message": job.message, "error": job.error}
+
+
 def _envelope(message: dict[str, Any]) -> dict[str, Any]:
     return {"type": "webvirt.event", "event": message}
 

@@ -1,0 +1,73 @@
+"""Templates that people clone, who may use them, and quotas."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.urls import reverse
+
+from webvirt.hosts.models import Host
+
+
+class Template(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    os = models.CharField("OS", max_length=100, blank=True)
+    host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="templates")
+    # The shut-off domain this template was made from, if any (it can no longer be started).
+    source_uuid = models.CharField(max_length=36, blank=True)
+    # The definition clones are made from; disks point at the read-only base volumes.
+    xml = models.TextField()
+    # [{"target": "vda", "path": ..., "pool": ..., "format": "qcow2", "capacity": bytes}]
+    disks = models.JSONField(default=list)
+    vcpus = models.PositiveIntegerField(default=1)
+    memory_mib = models.PositiveIntegerField(default=512)
+    network = models.CharField(max_length=100, blank=True)
+    clone_pool = models.CharField("pool for clones", max_length=100, blank=True,
+                                  help_text="Where clones' disks go; empty means the pool of the base disk.")
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="granted_templates")
+    groups = models.ManyToManyField(Group, blank=True, related_name="granted_templates")
+    max_lifetime_days = models.PositiveIntegerField(
+        default=30, help_text="Owners may extend a clone's expiry up to this many days after it was made.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("catalog:detail", args=[self.pk])
+
+    @property
+    def disk_gib(self) -> float:
+        return round(sum(d.get("capacity", 0) for d in self.disks) / 1024**3, 2)
+
+
+class Quota(models.Model):
+    """Limits for one user or one group; an empty limit means no limit."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="quota")
+    group = models.OneToOneField(Group, null=True, blank=True, on_delete=models.CASCADE, related_name="quota")
+    instances = models.PositiveIntegerField(null=True, blank=True)
+    vcpus = models.PositiveIntegerField("vCPUs", null=True, blank=True)
+    memory_mib = models.PositiveIntegerField("memory (MiB)", null=True, blank=True)
+    disk_gib = models.PositiveIntegerField("disk (GiB)", null=True, blank=True)
+    # Bumped at the start of every quota check: the row lock it takes serialises concurrent checks.
+    version = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(user__isnull=False, group__isnull=True)
+                                   | models.Q(user__isnull=True, group__isnull=False), name="quota_user_xor_group"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.user or self.group}"
+
+    LIMITS = ("instances", "vcpus", "memory_mib", "disk_gib")

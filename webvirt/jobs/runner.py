@@ -1,0 +1,223 @@
+"""Running a job: claim it once, report progress, honour cancellation, undo what it created.
+
+The Celery task only calls `execute(job_id)`. Each kind of job is one function registered with
+`@job_kind("clone")`, taking a `JobContext`; the UI and the API create the Job row through
+`webvirt.jobs.services.start_job` and never run the work themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from webvirt.jobs.models import Job
+from webvirt.virt.errors import VirtError
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5
+STALE_SECONDS = 30  # A running job whose heartbeat is older than this has lost its worker.
+MAX_LOG_LINES = 500
+
+
+class Cancelled(Exception):
+    """Raised at the next step of a job whose cancellation was asked for."""
+
+
+class JobError(Exception):
+    """A failure with a message for the user (the job's error)."""
+
+
+@dataclass
+class Kind:
+    run: Callable[[JobContext], dict | None]
+
+
+REGISTRY: dict[str, Kind] = {}
+
+
+def job_kind(name: str) -> Callable[[Callable[[JobContext], dict | None]], Callable[[JobContext], dict | None]]:
+    def register(fn: Callable[[JobContext], dict | None]) -> Callable[[JobContext], dict | None]:
+        REGISTRY[name] = Kind(run=fn)
+        return fn
+
+    return register
+
+
+class JobContext:
+    """What a job function sees: its parameters, and ways to report and to stay undoable."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.params = job.params
+        self._last_push = 0.0
+        self._lock = threading.Lock()
+
+    def progress(self, percent: float, message: str | None = None, force: bool = False) -> None:
+        """Record progress; written and pushed at most ~5 times a second unless forced."""
+        with self._lock:
+            self.job.progress = max(0.0, min(100.0, percent))
+            if message is not None:
+                self.job.message = message[:300]
+            now = time.monotonic()
+            if not force and now - self._last_push < 0.2:
+                return
+            self._last_push = now
+            Job.objects.filter(pk=self.job.pk).update(progress=self.job.progress, message=self.job.message)
+        publish_job(self.job)
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            stamp = timezone.now().strftime("%H:%M:%S")
+            self.job.log = [*self.job.log, f"{stamp} {line}"][-MAX_LOG_LINES:]
+            Job.objects.filter(pk=self.job.pk).update(log=self.job.log)
+
+    def check_cancel(self) -> None:
+        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+            raise Cancelled()
+
+    def track(self, kind: str, host_id: int, key: str) -> None:
+        """Note an object before creating it, so it is removed if the job does not succeed."""
+        with self._lock:
+            self.job.created_objects = [*self.job.created_objects, {"kind": kind, "host": host_id, "key": key}]
+            Job.objects.filter(pk=self.job.pk).update(created_objects=self.job.created_objects)
+
+    def keep(self, keys: set[str]) -> None:
+        """Objects that are finished results: a later failure must not remove them."""
+        with self._lock:
+            self.job.created_objects = [o for o in self.job.created_objects if o["key"] not in keys]
+            Job.objects.filter(pk=self.job.pk).update(created_objects=self.job.created_objects)
+
+
+def publish_job(job: Job) -> None:
+    from webvirt.events.publish import job_message, publish
+
+    publish(job_message(job))
+
+
+def _claim(job_id: int) -> Job | None:
+    """Move a queued job to running; exactly one worker can win (Healthchecks' atomic claim)."""
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, state=Job.QUEUED, cancel_requested=False).update(
+        state=Job.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1,
+        worker=f"{socket.gethostname()}:{os.getpid()}")
+    return Job.objects.get(pk=job_id) if claimed == 1 else None
+
+
+def _heartbeat(job_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        Job.objects.filter(pk=job_id, state=Job.RUNNING).update(heartbeat=timezone.now())
+    close_old_connections()
+
+
+def execute(job_id: int) -> str | None:
+    """Run job `job_id` if it is still queued. Returns its final state."""
+    job = _claim(job_id)
+    if job is None:
+        Job.objects.filter(pk=job_id, state=Job.QUEUED, cancel_requested=True).update(
+            state=Job.CANCELLED, finished=timezone.now(), message="Cancelled before it started.")
+        return None
+    ctx = JobContext(job)
+    publish_job(job)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(job.pk, stop), daemon=True)
+    beat.start()
+    try:
+        state, error, result = _run(ctx)
+    finally:
+        stop.set()
+    if state != Job.SUCCEEDED:
+        undo(job)
+    _finish(job, state, error, result)
+    return state
+
+
+def _run(ctx: JobContext) -> tuple[str, str, dict]:
+    kind = REGISTRY.get(ctx.job.kind)
+    if kind is None:
+        return Job.FAILED, f"This worker does not know jobs of kind '{ctx.job.kind}'.", {}
+    try:
+        result = kind.run(ctx) or {}
+    except Cancelled:
+        return Job.CANCELLED, "", {}
+    except (JobError, VirtError) as exc:
+        ctx.log(f"failed: {exc}")
+        return Job.FAILED, str(exc), {}
+    except Exception as exc:
+        log.exception("job %s crashed", ctx.job.pk)
+        ctx.log(traceback.format_exc(limit=5))
+        return Job.FAILED, f"An unexpected error stopped the job ({type(exc).__name__}: {exc}).", {}
+    if result.get("failed") and not result.get("succeeded"):
+        return Job.FAILED, result.get("error", "Nothing succeeded."), result
+    return Job.SUCCEEDED, result.get("error", ""), result
+
+
+def _finish(job: Job, state: str, error: str, result: dict) -> None:
+    job.refresh_from_db()
+    job.state, job.error, job.result, job.finished = state, error, result, timezone.now()
+    if state == Job.SUCCEEDED:
+        job.progress, job.message = 100, result.get("message", "Done.")
+    elif state == Job.CANCELLED:
+        job.message = "Cancelled; what it had created was removed."
+    else:
+        job.message = "Failed; what it had created was removed."
+    job.reserved = {}
+    job.save(update_fields=["state", "error", "result", "finished", "progress", "message", "reserved"])
+    publish_job(job)
+    from webvirt.accounts.audit import Target, record
+    from webvirt.accounts.policy import Actor
+
+    target = Target(object_type="job", object_id=str(job.pk), object_repr=job.title)
+    outcome = "ok" if state == Job.SUCCEEDED else "failed"
+    record(Actor(user=job.user, via="task"), f"job.{job.kind}", target, outcome, error or state)
+
+
+def undo(job: Job) -> list[str]:
+    """Remove everything `job` recorded as created, newest first. Safe to run twice."""
+    from webvirt.jobs.cleanup import remove_object
+
+    job.refresh_from_db()
+    removed = []
+    for obj in reversed(job.created_objects):
+        try:
+            if remove_object(obj):
+                removed.append(f"{obj['kind']} {obj['key']}")
+        except VirtError as exc:
+            log.warning("job %s: could not remove %s: %s", job.pk, obj, exc)
+    Job.objects.filter(pk=job.pk).update(created_objects=[])
+    if removed:
+        log.info("job %s: removed %s", job.pk, ", ".join(removed))
+    return removed
+
+
+def reap_stale() -> list[int]:
+    """Fail running jobs whose worker died (no heartbeat) and remove what they half-created."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=STALE_SECONDS)
+    reaped = []
+    for job in Job.objects.filter(state=Job.RUNNING, heartbeat__lt=cutoff):
+        # Claim the failure atomically, so two reapers never undo the same job at once.
+        if Job.objects.filter(pk=job.pk, state=Job.RUNNING, heartbeat__lt=cutoff).update(
+                state=Job.FAILED, finished=timezone.now(), reserved={},
+                error="The worker running this job stopped; what it had created was removed.",
+                message="Failed: its worker stopped.") != 1:
+            continue
+        undo(job)
+        job.refresh_from_db()
+        publish_job(job)
+        reaped.append(job.pk)
+    return reaped
+
+
+def run_inline(job: Job) -> Any:
+    """Run a job in this process (tests, and eager mode)."""
+    return execute(job.pk)

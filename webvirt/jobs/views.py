@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from webvirt.accounts import policy
+from webvirt.accounts.policy import Actor, Denied
+from webvirt.jobs import services
+from webvirt.jobs.api import JobFilter
+from webvirt.jobs.models import Job
+from webvirt.ui import show_error, visible_or_404
+from webvirt.virt.errors import VirtError
+
+
+def job_list(request: HttpRequest) -> HttpResponse:
+    filters = JobFilter(request.GET or None, queryset=policy.visible(request.user, Job.objects.select_related("user")))
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    template = "jobs/_table.html" if request.headers.get("HX-Request") else "jobs/list.html"
+    return render(request, template, {"filters": filters, "page": page, "query": query.urlencode()})
+
+
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = visible_or_404(request, Job.objects.select_related("user", "host"), pk)
+    template = "jobs/_detail.html" if request.headers.get("HX-Request") else "jobs/detail.html"
+    return render(request, template, {"job": job})
+
+
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = visible_or_404(request, Job.objects.all(), pk)
+    try:
+        services.cancel_job(Actor.from_request(request), job)
+        messages.success(request, f"Job #{job.pk} is being cancelled.")
+    except (VirtError, Denied) as exc:
+        show_error(request, exc)
+    return redirect(job)
+
+
+@require_POST
+def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    job = visible_or_404(request, Job.objects.all(), pk)
+    try:
+        new = services.retry_job(Actor.from_request(request), job)
+        messages.success(request, f"Started job #{new.pk} to try again.")
+        return redirect(new)
+    except (VirtError, Denied) as exc:
+        show_error(request, exc)
+    return redirect(job)
