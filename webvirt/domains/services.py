@@ -49,11 +49,16 @@ def store_snapshot(host: Host, snap: DomainSnapshot) -> Domain:
     row = Domain.objects.filter(host=host, uuid=snap.uuid).first()
     if row is None:
         row = Domain(host=host, uuid=snap.uuid, state_changed=timezone.now())
-    elif row.state != snap.state:
+        for name in CACHED_FIELDS:
+            setattr(row, name, getattr(snap, name))
+        row.save()
+        return row
+    if row.state != snap.state:
         row.state_changed = timezone.now()
     for name in CACHED_FIELDS:
         setattr(row, name, getattr(snap, name))
-    row.save()
+    # Only what libvirt says: ownership and expiry, written by other processes, stay untouched.
+    row.save(update_fields=[*CACHED_FIELDS, "state_changed", "updated"])
     return row
 
 

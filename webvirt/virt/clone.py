@@ -1,0 +1,196 @@
+"""Clone planning and the libvirt calls that make clones: linked overlays or full copies.
+
+A template is a domain definition whose disks are read-only base volumes. A clone gets a new
+name, UUID, MAC addresses, disk volumes and per-domain paths; its disks are either qcow2
+overlays backed by the template's volumes (linked: about 10 ms and 200 KB each) or full copies
+made by libvirt (createXMLFrom).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid as uuidlib
+from dataclasses import asdict, dataclass
+from xml.sax.saxutils import escape
+
+import libvirt
+from lxml import etree
+
+from webvirt.virt import errors
+from webvirt.virt.domains import STATE_LABELS, lookup, state_name
+from webvirt.virt.domainxml import Domain as DomainXML
+from webvirt.virt.errors import VirtError
+
+FILE_POOL_TYPES = {"dir", "fs", "netfs"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+TEMPLATE_NS = "https://webvirt.dev/xmlns/template/1"
+
+
+@dataclass
+class BaseDisk:
+    """One of a template's disks, as the clone planner needs it."""
+
+    target: str
+    path: str
+    pool: str
+    format: str
+    capacity: int
+    allocation: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pool_of(vol: libvirt.virStorageVol) -> libvirt.virStoragePool:
+    return vol.storagePoolLookupByVolume()
+
+
+def base_disks(conn: libvirt.virConnect, xml: str) -> list[BaseDisk]:
+    """The template's writable disks, each of which must be a volume libvirt's storage knows."""
+    disks = []
+    for disk in DomainXML.from_string(xml).disks:  # type: ignore[attr-defined]
+        if disk.device not in (None, "disk"):
+            continue
+        path = disk.source_file or disk.source_dev
+        try:
+            if disk.source_pool:
+                vol = conn.storagePoolLookupByName(disk.source_pool).storageVolLookupByName(disk.source_volume)
+            else:
+                vol = conn.storageVolLookupByPath(path)
+        except libvirt.libvirtError:
+            raise VirtError(f"The disk {disk.target_dev} ({disk.source or 'no source'}) is not a volume in any "
+                            "storage pool on the host; put it in a pool to make a template of it.",
+                            errors.INVALID) from None
+        _type, capacity, allocation = vol.info()
+        fmt_el = etree.fromstring(vol.XMLDesc(0).encode()).find("./target/format")
+        fmt = fmt_el.get("type", "raw") if fmt_el is not None else "raw"
+        disks.append(BaseDisk(target=disk.target_dev or "", path=vol.path(), pool=_pool_of(vol).name(),
+                              format=fmt, capacity=capacity, allocation=allocation))
+    if not disks:
+        raise VirtError("The domain has no disk to clone.", errors.INVALID)
+    return disks
+
+
+def make_template(conn: libvirt.virConnect, uuid: str) -> tuple[str, list[BaseDisk]]:
+    """Turn a shut-off domain into a template: its disks become read-only, it stops autostarting.
+
+    Returns the definition clones are made from and its base disks.
+    """
+    dom = lookup(conn, uuid)
+    state = state_name(dom.state()[0])
+    if state != "shutoff":
+        raise VirtError(f"{dom.name()} is {STATE_LABELS[state]}; shut it off before making a template of it.",
+                        errors.STATE)
+    if not dom.isPersistent():
+        raise VirtError(f"{dom.name()} is transient; only a defined domain can become a template.", errors.STATE)
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    disks = base_disks(conn, xml)
+    root = etree.fromstring(xml.encode())
+    for disk in root.findall("./devices/disk"):
+        if disk.get("device", "disk") == "disk" and disk.find("./readonly") is None:
+            etree.SubElement(disk, "readonly")
+    meta = root.find("./metadata")
+    if meta is None:
+        meta = etree.SubElement(root, "metadata")
+    if meta.find(f"{{{TEMPLATE_NS}}}template") is None:
+        etree.SubElement(meta, f"{{{TEMPLATE_NS}}}template", nsmap={"webvirt": TEMPLATE_NS})
+    conn.defineXMLFlags(etree.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    dom.setAutostart(0)
+    return xml, disks
+
+
+def clone_names(pattern: str, count: int, start: int = 1) -> list[str]:
+    """Names from a pattern such as `exam-{n:02}`; the pattern must make distinct, valid names."""
+    if "{n" not in pattern:
+        raise VirtError("The name pattern needs {n} where the number goes, for example exam-{n:02}.", errors.INVALID)
+    try:
+        names = [pattern.format(n=i) for i in range(start, start + count)]
+    except (ValueError, KeyError, IndexError) as exc:
+        raise VirtError(f"The name pattern is not valid ({exc}). Use {{n}} or {{n:02}} for the number.",
+                        errors.INVALID) from None
+    bad = [n for n in names if not NAME_RE.match(n)]
+    if bad:
+        raise VirtError(f"'{bad[0]}' is not a valid domain name: use letters, digits, '.', '_' and '-' "
+                        "(at most 63 characters, starting with a letter or digit).", errors.INVALID)
+    if len(set(names)) != len(names):
+        raise VirtError("The name pattern gives the same name more than once; put {n} in it.", errors.INVALID)
+    return names
+
+
+def volume_name(clone: str, disk: BaseDisk) -> str:
+    return f"{clone}-{disk.target or 'disk'}.qcow2"
+
+
+def overlay_xml(name: str, disk: BaseDisk) -> str:
+    """A qcow2 volume backed by the base disk: a linked clone's disk."""
+    return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{disk.capacity}</capacity>"
+            f"<allocation>0</allocation><target><format type='qcow2'/><compat>1.1</compat>"
+            f"<permissions><mode>0600</mode></permissions></target>"
+            f"<backingStore><path>{escape(disk.path)}</path><format type='{escape(disk.format)}'/></backingStore>"
+            f"</volume>")
+
+
+def copy_xml(name: str, disk: BaseDisk) -> str:
+    """A full copy's volume, in qcow2 (compat 1.1) whatever the base's format."""
+    return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{disk.capacity}</capacity>"
+            f"<target><format type='qcow2'/><compat>1.1</compat></target></volume>")
+
+
+def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[str, str],
+                     description: str = "") -> str:
+    """The clone's definition: new name, UUID and disks; no MACs, ports or per-domain paths copied."""
+    root = etree.fromstring(template_xml.encode())
+    root.find("./name").text = name
+    uuid_el = root.find("./uuid")
+    if uuid_el is None:
+        uuid_el = etree.SubElement(root, "uuid")
+    uuid_el.text = uuid
+    for tag in ("./title", "./metadata", "./description"):
+        for node in root.findall(tag):
+            root.remove(node)
+    if description:
+        etree.SubElement(root, "description").text = description
+    for disk in root.findall("./devices/disk"):
+        if disk.get("device", "disk") != "disk":
+            continue
+        target = disk.find("./target").get("dev")
+        for node in disk.findall("./readonly") + disk.findall("./backingStore"):
+            disk.remove(node)
+        source = disk.find("./source")
+        if source is None:
+            source = etree.SubElement(disk, "source")
+        source.attrib.clear()
+        source.set("file", disk_paths[target])
+        disk.set("type", "file")
+        driver = disk.find("./driver")
+        if driver is not None:
+            driver.set("type", "qcow2")
+    for mac in root.findall("./devices/interface/mac"):
+        mac.getparent().remove(mac)  # libvirt gives each clone new MAC addresses.
+    for iface_target in root.findall("./devices/interface/target"):
+        iface_target.getparent().remove(iface_target)
+    for graphics in root.findall("./devices/graphics"):
+        for attr in ("port", "websocket", "tlsPort"):
+            graphics.attrib.pop(attr, None)
+        graphics.set("autoport", "yes")
+    _rename_paths(root, name)
+    return etree.tostring(root, encoding="unicode")
+
+
+def _rename_paths(root: etree._Element, name: str) -> None:
+    """Per-domain paths that are not disks (logs, sockets, NVRAM) must not be shared with the template."""
+    for log in root.iter("log"):
+        if log.get("file"):
+            log.set("file", re.sub(r"[^/]+$", f"{name}-{re.sub(r'[^/]*/', '', log.get('file'))}", log.get("file")))
+    for chardev in root.findall("./devices/*"):
+        source = chardev.find("./source")
+        if chardev.tag in ("serial", "console", "channel", "parallel") and source is not None:
+            if chardev.get("type") in ("pty", "unix") and source.get("path"):
+                source.attrib.pop("path")
+    nvram = root.find("./os/nvram")
+    if nvram is not None:
+        nvram.text = None  # libvirt makes a fresh NVRAM file from the template for each domain.
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
