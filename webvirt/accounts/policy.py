@@ -2,8 +2,13 @@
 
 HTML views, API viewsets, WebSocket consumers, console tickets and Celery tasks all ask here.
 An object a user may not see is reported as missing (404), never as forbidden, so its existence
-does not leak. For now every user with staff rights is an administrator and sees everything;
-others see nothing until ownership and templates arrive.
+does not leak.
+
+- Administrators (staff) see and do everything.
+- Other users see the domains they own (their clones) and may operate, console, delete and
+  extend them, but not edit their XML; they see the templates granted to them or to one of
+  their groups and may clone them; they see their own jobs and may cancel and retry them.
+  Hosts, the audit trail and everything else stay hidden from them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from rest_framework.permissions import BasePermission
 
 VIEW = "view"
@@ -20,6 +25,11 @@ OPERATE = "operate"  # lifecycle actions
 DELETE = "delete"
 ADD = "add"
 CONSOLE = "console"  # open a domain's graphical or serial console
+USE = "use"  # clone a template
+EXTEND = "extend"  # push back a clone's expiry
+
+# What an owner may do to a domain they own.
+OWNER_ACTIONS = {VIEW, OPERATE, CONSOLE, DELETE, EXTEND}
 
 
 class Denied(Exception):
@@ -39,30 +49,45 @@ def visible(user: Any, queryset: QuerySet) -> QuerySet:
     """The objects of `queryset` that `user` may see."""
     if is_admin(user):
         return queryset
-    if user is not None and user.is_authenticated and queryset.model._meta.label == "jobs.Job":
+    if user is None or not user.is_authenticated or not user.is_active:
+        return queryset.none()
+    label = queryset.model._meta.label
+    if label == "domains.Domain":
+        return queryset.filter(owner=user)
+    if label == "jobs.Job":
         return queryset.filter(user=user)
+    if label == "catalog.Template":
+        return queryset.filter(Q(users=user) | Q(groups__in=user.groups.all())).distinct()
     return queryset.none()
 
 
 def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
-    """May `user` do `action` to `obj` (an instance, or a model class for ADD)?"""
+    """May `user` do `action` to `obj` (an instance, or a model class for ADD)?
+
+    Callers check visibility first (`require` does both), so an instance here is one the user sees.
+    """
     if is_admin(user):
         return True
-    if isinstance(obj, Model) and obj._meta.label == "jobs.Job":
-        return obj.user_id == user.pk  # People cancel and retry their own jobs.
+    if user is None or not user.is_authenticated or not isinstance(obj, Model):
+        return False
+    label = obj._meta.label
+    if label == "domains.Domain":
+        return obj.owner_id == user.pk and action in OWNER_ACTIONS
+    if label == "jobs.Job":
+        return obj.user_id == user.pk and action in (VIEW, CHANGE)  # People cancel and retry their own jobs.
+    if label == "catalog.Template":
+        return action in (VIEW, USE)
     return False
 
 
 def may_receive(user: Any, event: dict[str, Any]) -> bool:
-    """May `user` be told about this live event (a domain, host, network or pool change)?"""
+    """May `user` be told about this live event (a domain, host, job, network or pool change)?"""
     if is_admin(user):
         return True
     if event.get("type") == "job":
         return bool(event.get("user")) and event.get("user") == user.pk
-    if event.get("type") == "domain" and event.get("id"):
-        from webvirt.domains.models import Domain
-
-        return visible(user, Domain.objects.filter(pk=event["id"])).exists()
+    if event.get("type") == "domain":
+        return bool(event.get("owner")) and event.get("owner") == user.pk
     return False
 
 

@@ -22,12 +22,14 @@ GROUP = "webvirt.events"
 def domain_message(row: Domain) -> dict[str, Any]:
     return {"type": "domain", "id": row.pk, "host": row.host_id, "uuid": row.uuid, "name": row.name,
             "state": row.state, "state_label": row.get_state_display(), "reason": row.reason, "vcpus": row.vcpus,
-            "memory_mib": row.memory_mib, "autostart": row.autostart, "persistent": row.persistent}
+            "memory_mib": row.memory_mib, "autostart": row.autostart, "persistent": row.persistent,
+            "owner": row.owner_id, "expires_at": row.expires_at.isoformat() if row.expires_at else None}
 
 
-def domain_removed_message(host_id: int, domain_id: int, uuid: str, name: str) -> dict[str, Any]:
+def domain_removed_message(host_id: int, domain_id: int, uuid: str, name: str,
+                           owner: int | None = None) -> dict[str, Any]:
     return {"type": "domain", "id": domain_id, "host": host_id, "uuid": uuid, "name": name, "state": "removed",
-            "state_label": "removed", "reason": ""}
+            "state_label": "removed", "reason": "", "owner": owner}
 
 
 def host_message(host: Host) -> dict[str, Any]:

@@ -134,7 +134,7 @@ class HostWatch:
             row.host = host
             await publish.apublish(publish.domain_message(row))
         for row in result.removed:
-            await publish.apublish(publish.domain_removed_message(host.pk, row.pk, row.uuid, row.name))
+            await publish.apublish(publish.domain_removed_message(host.pk, row.pk, row.uuid, row.name, row.owner_id))
         log.info("host %s resynchronised: %s", host.name, result.counts())
 
     async def set_status(self, host: Host, online: bool, reason: str = "") -> None:
@@ -178,9 +178,9 @@ class HostWatch:
                 return
             row = await sync_to_async(Domain.objects.filter(host=host, uuid=uuid).first)()
             if row is not None:
+                pk = row.pk  # delete() forgets it
                 await sync_to_async(row.delete)()
-                await publish.apublish(publish.domain_removed_message(host.pk, row.pk if row.pk else 0, uuid,
-                                                                      row.name))
+                await publish.apublish(publish.domain_removed_message(host.pk, pk, uuid, row.name, row.owner_id))
             return
         except TimeoutError:
             return
