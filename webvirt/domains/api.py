@@ -71,19 +71,13 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                               data.validated_data["transient"])
         return Response(DomainSerializer(row).data, status=201)
 
-    @extend_schema(parameters=[OpenApiParameter("delete_volumes", bool, description="Also delete its volumes.")])
+    @extend_schema(operation_id="domains_undefine",
+                   parameters=[OpenApiParameter("delete_volumes", bool, description="Also delete its volumes.")])
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Undefine the domain (it must be shut off); `?delete_volumes=true` deletes its disks too."""
         delete_volumes = request.query_params.get("delete_volumes", "").lower() in {"1", "true", "yes"}
         deleted = services.undefine(self.actor(), self.get_object(), delete_volumes)
         return Response({"deleted_volumes": deleted})
-
-    @extend_schema(request=None, responses=DomainSerializer)
-    @action(detail=True, methods=["post"], url_path=f"(?P<verb>{'|'.join(ACTIONS)})")
-    def lifecycle(self, request: Request, pk: str | None = None, verb: str = "") -> Response:
-        """Run a lifecycle action: start, shutdown, reboot, suspend, resume, destroy or reset."""
-        row = services.run_action(self.actor(), self.get_object(), verb)
-        return Response(DomainSerializer(row).data)
 
     @extend_schema(request=AutostartSerializer, responses=DomainSerializer)
     @action(detail=True, methods=["post"])
@@ -104,3 +98,21 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             data.is_valid(raise_exception=True)
             domain = services.update_xml(self.actor(), domain, data.validated_data["xml"])
         return Response({"xml": services.get_xml(self.actor(), domain)})
+
+
+def _lifecycle_action(verb: str):  # type: ignore[no-untyped-def]
+    """`POST /domains/{id}/<verb>/`: one route per action, so the schema names each path."""
+
+    def run(self: DomainViewSet, request: Request, pk: str | None = None) -> Response:
+        row = services.run_action(self.actor(), self.get_object(), verb)
+        return Response(DomainSerializer(row).data)
+
+    # The name must be set before @action reads it; `destroy` is taken by undefine.
+    run.__name__ = f"lifecycle_{verb}"
+    run.__doc__ = f"{ACTIONS[verb].label.capitalize()} the domain (lifecycle action `{verb}`)."
+    run = action(detail=True, methods=["post"], url_path=verb, url_name=verb)(run)
+    return extend_schema(request=None, responses=DomainSerializer, operation_id=f"domains_{verb}")(run)
+
+
+for _verb in ACTIONS:
+    setattr(DomainViewSet, f"lifecycle_{_verb}", _lifecycle_action(_verb))
