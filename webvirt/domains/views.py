@@ -87,9 +87,10 @@ def domain_xml(request: HttpRequest, pk: int) -> HttpResponse:
             services.update_xml(actor, domain, form.cleaned_data["xml"])
             messages.success(request, f"The definition of {domain.name} is saved.")
             return redirect("domains:xml", pk=domain.pk)
-        except (VirtError, Denied) as exc:
+        except Denied as exc:
             show_error(request, exc)
-            error = str(exc)
+        except VirtError as exc:
+            error = str(exc)  # shown next to the editor, not repeated as a message at the top
     elif request.method != "POST":
         try:
             form = XMLForm(initial={"xml": services.get_xml(actor, domain, inactive=True)})
@@ -120,9 +121,10 @@ def domain_define(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"{row.name} is {'created and running' if data['transient'] else 'defined'} "
                                       f"on {row.host.name}.")
             return redirect(row)
-        except (VirtError, Denied) as exc:
+        except Denied as exc:
             show_error(request, exc)
-            form.add_error(None, str(exc))
+        except VirtError as exc:
+            form.add_error(None, str(exc))  # shown on the form, not repeated as a message at the top
     return render(request, "domains/define.html", {"form": form})
 
 

@@ -53,9 +53,10 @@ def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 host = services.update_host(actor, host, form.to_data())
                 messages.success(request, f"Host {host.name} is saved.")
             return redirect(host)
-        except (VirtError, Denied) as exc:
+        except Denied as exc:
             show_error(request, exc)
-            form.add_error(None, str(exc))
+        except VirtError as exc:
+            form.add_error(None, str(exc))  # shown on the form, not repeated as a message at the top
     return render(request, "hosts/form.html", {"form": form, "host": host})
 
 
