@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
+from webvirt.virt.domains import STATE_LABELS
+
 register = template.Library()
 
 
@@ -17,6 +19,12 @@ def mib(value: int | None) -> str:
         gib = value / 1024
         return f"{gib:.0f} GiB" if gib == int(gib) else f"{gib:.1f} GiB"
     return f"{value} MiB"
+
+
+@register.filter
+def state_label(state: str) -> str:
+    """A state as the badges write it: "shut off", not libvirt's "shutoff"."""
+    return STATE_LABELS.get(state, state)
 
 
 @register.simple_tag(takes_context=True)
