@@ -56,6 +56,7 @@ def test_an_administrator_adds_a_host_finds_starts_and_edits_a_domain(
     expect(row).to_have_count(1)
     expect(row).to_contain_text(name)
     expect(row.locator(".badge")).to_have_text("shut off")
+    expect(page.locator("#state-counts")).to_contain_text("1 shut off")
     shot("domain-list-search")
 
     # Start it from the list; the page comes back with the search kept and the domain running.
@@ -86,6 +87,7 @@ def test_an_administrator_adds_a_host_finds_starts_and_edits_a_domain(
     error = page.locator("#xml-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("not well-formed")
+    expect(page.locator(".msg.error")).to_have_count(1)
     expect(page.locator("textarea[name=xml]")).to_have_value(broken)
     shot("domain-xml-error")
     assert inactive_xml(dom) == before
@@ -113,7 +115,7 @@ def test_an_edit_libvirt_rejects_shows_its_reason_and_changes_nothing(
     editor.fill(rejected)
     page.get_by_role("button", name="Validate and save").click()
     expect(page.locator("#xml-error")).to_contain_text("failed to validate")
-    expect(page.locator(".messages .msg.error")).to_be_visible()
+    expect(page.locator(".msg.error")).to_have_count(1)  # said once, next to the editor
     shot("domain-xml-rejected")
     assert inactive_xml(dom) == before
 
