@@ -97,6 +97,8 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             data = XMLSerializer(data=request.data)
             data.is_valid(raise_exception=True)
             domain = services.update_xml(self.actor(), domain, data.validated_data["xml"])
+            # Answer the definition just saved: a running domain's live XML shows it only after a restart.
+            return Response({"xml": services.get_xml(self.actor(), domain, inactive=True)})
         return Response({"xml": services.get_xml(self.actor(), domain)})
 
 
