@@ -18,6 +18,8 @@ from rest_framework.views import exception_handler as drf_handler
 
 from webvirt.accounts.api import AuditViewSet
 from webvirt.accounts.policy import Denied
+from webvirt.catalog.api import TemplateViewSet
+from webvirt.consoles.api import ConsoleTicketView
 from webvirt.domains.api import DomainViewSet
 from webvirt.hosts.api import HostViewSet
 from webvirt.jobs.api import JobViewSet
@@ -63,9 +65,11 @@ router.register("hosts", HostViewSet, basename="host")
 router.register("domains", DomainViewSet, basename="domain")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("jobs", JobViewSet, basename="job")
+router.register("templates", TemplateViewSet, basename="template")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("domains/<int:pk>/console/", ConsoleTicketView.as_view(), name="domain-console"),
     path("", include(router.urls)),
 ]

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "webvirt.hosts",
     "webvirt.domains",
     "webvirt.events",
+    "webvirt.consoles",
     "webvirt.jobs",
     "webvirt.catalog",
 ]
@@ -126,6 +127,8 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
 CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed and cleaned up within about a minute.
     "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
+    # Expired clones are removed within half a minute of their expiry.
+    "expire-clones": {"task": "webvirt.catalog.expire", "schedule": 30.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -120,6 +120,9 @@ def run_action(actor: Actor, domain: Domain, action: str) -> Domain:
     """Start, shut down, reboot, suspend, resume, force off or reset a domain."""
     with audited(actor, f"domain.{action}", domain):
         policy.require(actor.user, policy.OPERATE, domain)
+        if action == "start" and domain.is_template:
+            raise VirtError(f"{domain.name} is a template: its disks are the read-only bases of its clones, so it "
+                            "is never started. Clone it instead.", errors.STATE)
         snap = _call(domain.host, lambda conn: virt_domains.run_action(conn, domain.uuid, action))
         return store_snapshot(domain.host, snap)
 
@@ -138,6 +141,36 @@ def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list
         deleted = _call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
         target.detail.append(f"deleted volumes: {', '.join(deleted)}" if deleted else "no volumes deleted")
         domain.delete()
+        return deleted
+
+
+def remove(actor: Actor, domain: Domain, reason: str = "") -> list[str]:
+    """Force off, undefine and delete the volumes of a domain (an owner's delete, or expiry).
+
+    A system actor (no user: the expiry task) is not subject to the policy; everyone else is.
+    """
+    with audited(actor, "domain.remove", domain) as target:
+        if actor.user is not None:
+            policy.require(actor.user, policy.DELETE, domain)
+        if domain.is_template:
+            raise VirtError(f"{domain.name} is a template; delete the template first.", errors.STATE)
+
+        def force_remove(conn):  # type: ignore[no-untyped-def]
+            dom = virt_domains.lookup(conn, domain.uuid)
+            if dom.isActive():
+                dom.destroy()
+            if not dom.isPersistent():
+                return []
+            return virt_domains.undefine(conn, domain.uuid, delete_volumes=True)
+
+        try:
+            deleted = _call(domain.host, force_remove, timeout=60)
+        except VirtError as exc:
+            if exc.kind != errors.NOT_FOUND:
+                raise
+            deleted = []
+        target.detail.append(f"{reason + '; ' if reason else ''}deleted volumes: {', '.join(deleted) or 'none'}")
+        Domain.objects.filter(pk=domain.pk).delete()
         return deleted
 
 

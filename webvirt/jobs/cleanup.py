@@ -14,7 +14,11 @@ def remove_object(obj: dict) -> bool:
     if host is None:
         return False
     if obj["kind"] == "domain":
-        return call(host, lambda conn: _remove_domain(conn, obj["key"]), timeout=60)
+        from webvirt.domains.models import Domain
+
+        removed = call(host, lambda conn: _remove_domain(conn, obj["key"]), timeout=60)
+        Domain.objects.filter(host=host, uuid=obj["key"]).delete()
+        return removed
     if obj["kind"] == "volume":
         return call(host, lambda conn: _remove_volume(conn, obj["key"]), timeout=60)
     return False

@@ -1,0 +1,244 @@
+"""Templates, cloning, expiry: shared by the catalog's views, API and tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from webvirt.accounts import policy
+from webvirt.accounts.audit import audited
+from webvirt.accounts.policy import Actor
+from webvirt.catalog import quotas
+from webvirt.catalog.models import Template
+from webvirt.domains.models import Domain
+from webvirt.hosts.connections import call
+from webvirt.hosts.models import Host
+from webvirt.jobs.models import Job
+from webvirt.jobs.services import RETRY, create_job
+from webvirt.virt import clone as virt_clone
+from webvirt.virt import errors
+from webvirt.virt.builder import DiskSpec, DomainSpec, domain_xml
+from webvirt.virt.errors import VirtError
+
+MAX_CLONES = 50  # per request: more is a mistake more often than a plan
+MODES = ("linked", "full")
+
+
+@dataclass
+class TemplateData:
+    name: str
+    description: str = ""
+    os: str = ""
+    max_lifetime_days: int = 30
+    users: list | None = None
+    groups: list | None = None
+
+
+def _check_name(name: str, template: Template | None = None) -> None:
+    if not name.strip():
+        raise VirtError("Give the template a name.", errors.INVALID)
+    clash = Template.objects.filter(name=name.strip())
+    if template is not None:
+        clash = clash.exclude(pk=template.pk)
+    if clash.exists():
+        raise VirtError(f"A template named '{name}' already exists. Choose another name.", errors.CONFLICT)
+
+
+def _save_grants(template: Template, data: TemplateData) -> None:
+    if data.users is not None:
+        template.users.set(data.users)
+    if data.groups is not None:
+        template.groups.set(data.groups)
+
+
+def make_template(actor: Actor, domain: Domain, data: TemplateData) -> Template:
+    """Turn a shut-off domain into a template (it can no longer be started; its disks become bases)."""
+    with audited(actor, "template.create", domain) as target:
+        policy.require(actor.user, policy.CHANGE, domain)
+        _check_name(data.name)
+        if domain.is_template:
+            raise VirtError(f"{domain.name} is already a template.", errors.CONFLICT)
+        xml, disks = call(domain.host, lambda conn: virt_clone.make_template(conn, domain.uuid), timeout=30)
+        with transaction.atomic():
+            template = Template.objects.create(
+                name=data.name.strip(), description=data.description, os=data.os, host=domain.host,
+                source_uuid=domain.uuid, xml=xml, disks=[d.as_dict() for d in disks], vcpus=domain.vcpus,
+                memory_mib=domain.memory_mib, network=_network_of(xml), max_lifetime_days=data.max_lifetime_days,
+                created_by=actor.user)
+            _save_grants(template, data)
+            Domain.objects.filter(pk=domain.pk).update(is_template=True, autostart=False)
+        target.set(template)
+        return template
+
+
+def register_template(actor: Actor, host: Host, volume_path: str, data: TemplateData, *, vcpus: int,
+                      memory_mib: int, network: str = "", domain_type: str = "") -> Template:
+    """A template from a disk image already in a pool, with settings instead of a source domain."""
+    with audited(actor, "template.register") as target:
+        target.set(kind="template", text=data.name)
+        policy.require(actor.user, policy.VIEW, host)
+        policy.require(actor.user, policy.ADD, Template)
+        _check_name(data.name)
+        kind = domain_type or ("kvm" if host.facts.get("kvm") else "qemu")
+        spec = DomainSpec(name=data.name, vcpus=vcpus, memory_mib=memory_mib, domain_type=kind, network=network,
+                          disks=[DiskSpec(path=volume_path, readonly=True)])
+        xml = domain_xml(spec)
+        disks = call(host, lambda conn: virt_clone.base_disks(conn, xml))
+        spec.disks[0].format = disks[0].format
+        with transaction.atomic():
+            template = Template.objects.create(
+                name=data.name.strip(), description=data.description, os=data.os, host=host, xml=domain_xml(spec),
+                disks=[d.as_dict() for d in disks], vcpus=vcpus, memory_mib=memory_mib, network=network,
+                max_lifetime_days=data.max_lifetime_days, created_by=actor.user)
+            _save_grants(template, data)
+        target.set(template)
+        return template
+
+
+def update_template(actor: Actor, template: Template, data: TemplateData) -> Template:
+    with audited(actor, "template.update", template):
+        policy.require(actor.user, policy.CHANGE, template)
+        _check_name(data.name, template)
+        template.name, template.description, template.os = data.name.strip(), data.description, data.os
+        template.max_lifetime_days = data.max_lifetime_days
+        template.save()
+        _save_grants(template, data)
+        return template
+
+
+def delete_template(actor: Actor, template: Template) -> None:
+    """Forget a template; refused while linked clones still use its disks."""
+    with audited(actor, "template.delete", template):
+        policy.require(actor.user, policy.DELETE, template)
+        linked = list(template.clones.filter(linked=True).values_list("name", flat=True)[:5])
+        if linked:
+            more = template.clones.filter(linked=True).count() - len(linked)
+            names = ", ".join(linked) + (f" and {more} more" if more > 0 else "")
+            raise VirtError(f"Linked clones still use this template's disks ({names}). Delete them first; "
+                            "their disks would stop working without it.", errors.CONFLICT)
+        template.clones.update(template=None)
+        Domain.objects.filter(host=template.host, uuid=template.source_uuid).update(is_template=False)
+        template.delete()
+
+
+def _network_of(xml: str) -> str:
+    from webvirt.virt.domainxml import Domain as DomainXML
+
+    interfaces = DomainXML.from_string(xml).interfaces  # type: ignore[attr-defined]
+    return interfaces[0].source if interfaces else ""
+
+
+# Cloning ---------------------------------------------------------------------------------------
+
+@dataclass
+class CloneRequest:
+    count: int
+    name_pattern: str
+    mode: str = "linked"
+    start: bool = True
+    expires_at: datetime | None = None
+
+
+def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
+    """Check everything that can be known up front, reserve the quota, and start the clone job."""
+    with audited(actor, "template.clone", template) as target:
+        policy.require(actor.user, policy.USE, template)
+        names = _validate(template, req)
+        disk_gib = template.disk_gib if req.mode == "full" else 0.0
+        need = quotas.Usage(instances=req.count, vcpus=template.vcpus * req.count,
+                            memory_mib=template.memory_mib * req.count, disk_gib=round(disk_gib * req.count, 2))
+        params = {"template": template.pk, "names": names, "mode": req.mode, "start": req.start,
+                  "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
+                  "name_pattern": req.name_pattern, "count": req.count}
+        with transaction.atomic():
+            quotas.check_and_lock(actor.user, need)
+            job = create_job(actor, "clone", f"Clone {template.name}: {req.count} {req.mode} clone(s)", params=params,
+                             host=template.host, target=("template", str(template.pk), template.name),
+                             reserved=need.as_dict())
+        target.detail.append(f"job #{job.pk}: {', '.join(names)}")
+        return job
+
+
+def _validate(template: Template, req: CloneRequest) -> list[str]:
+    if req.mode not in MODES:
+        raise VirtError("The mode is either 'linked' or 'full'.", errors.INVALID)
+    if not 1 <= req.count <= MAX_CLONES:
+        raise VirtError(f"Ask for between 1 and {MAX_CLONES} clones at a time.", errors.INVALID)
+    names = virt_clone.clone_names(req.name_pattern, req.count)
+    taken = set(Domain.objects.filter(host=template.host, name__in=names).values_list("name", flat=True))
+    if taken:
+        raise VirtError(f"{', '.join(sorted(taken)[:5])} already exist(s) on {template.host.name}. "
+                        "Choose another name pattern.", errors.CONFLICT)
+    if req.expires_at is not None:
+        if req.expires_at <= timezone.now():
+            raise VirtError("The expiry time is in the past.", errors.INVALID)
+        if req.expires_at > timezone.now() + timedelta(days=template.max_lifetime_days):
+            raise VirtError(f"Clones of {template.name} may live at most {template.max_lifetime_days} days.",
+                            errors.INVALID)
+    if template.host.status == Host.OFFLINE:
+        raise VirtError(f"The template's host {template.host.name} is offline: {template.host.status_reason}",
+                        errors.UNREACHABLE)
+    if template.source_uuid:
+        source = Domain.objects.filter(host=template.host, uuid=template.source_uuid).first()
+        if source is not None and source.is_active:
+            raise VirtError(f"The template's source domain {source.name} is running; it must stay shut off.",
+                            errors.STATE)
+    return names
+
+
+def _retry_clone(actor: Actor, params: dict) -> Job:
+    template = Template.objects.filter(pk=params.get("template")).first()
+    if template is None:
+        raise VirtError("The template of that job no longer exists.", errors.NOT_FOUND)
+    expires = params.get("expires_at")
+    return clone_template(actor, template, CloneRequest(
+        count=params["count"], name_pattern=params["name_pattern"], mode=params["mode"], start=params["start"],
+        expires_at=datetime.fromisoformat(expires) if expires else None))
+
+
+RETRY["clone"] = _retry_clone
+
+
+# Expiry ------------------------------------------------------------------------------------------
+
+def extend_expiry(actor: Actor, domain: Domain, until: datetime | None) -> Domain:
+    """Move a clone's expiry; owners only within the template's limit, administrators freely."""
+    with audited(actor, "domain.extend", domain) as target:
+        policy.require(actor.user, policy.EXTEND, domain)
+        if until is not None and until <= timezone.now():
+            raise VirtError("The new expiry time is in the past.", errors.INVALID)
+        if not policy.is_admin(actor.user):
+            if until is None:
+                raise VirtError("Only an administrator can remove an expiry.", errors.INVALID)
+            limit_days = domain.template.max_lifetime_days if domain.template else 30
+            made = domain.job.created if domain.job else domain.state_changed or timezone.now()
+            if until > made + timedelta(days=limit_days):
+                raise VirtError(f"{domain.name} may live until {made + timedelta(days=limit_days):%Y-%m-%d %H:%M} "
+                                f"at most ({limit_days} days). Ask an administrator for longer.", errors.INVALID)
+        Domain.objects.filter(pk=domain.pk).update(expires_at=until)
+        domain.expires_at = until
+        target.detail.append(f"expires {until:%Y-%m-%d %H:%M}" if until else "never expires")
+        return domain
+
+
+def expire_due(now: datetime | None = None) -> list[str]:
+    """Remove every clone whose expiry has passed (force off, undefine, delete its volumes)."""
+    from webvirt.domains.services import remove
+
+    removed = []
+    system = Actor(user=None, via="task")
+    for domain in Domain.objects.select_related("host").filter(expires_at__lte=now or timezone.now()):
+        try:
+            remove(system, domain, reason="expired")
+            removed.append(domain.name)
+        except VirtError:
+            continue  # The host is down: try again at the next run.
+    return removed
+
+
+def all_groups() -> list[Group]:
+    return list(Group.objects.order_by("name"))

@@ -1,0 +1,12 @@
+"""Celery tasks: thin shells around webvirt.catalog.services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from webvirt.catalog import services
+
+
+@shared_task(name="webvirt.catalog.expire")
+def expire_clones() -> list[str]:
+    return services.expire_due()
