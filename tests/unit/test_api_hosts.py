@@ -204,3 +204,19 @@ def test_the_stranger_cannot_register_a_host(client, stranger):
     assert response.json()["code"] == "forbidden"
     assert not Host.objects.exists()
     assert AuditEntry.objects.get(action="host.create").outcome == AuditEntry.REFUSED
+
+
+def test_no_decrypted_key_is_left_on_disk_by_a_connection_test(api, tmp_path, monkeypatch):
+    monkeypatch.setattr(manager, "key_dir", tmp_path)
+    assert register(api, ssh_key=SECRET_KEY).status_code == 201
+    assert register(api, ssh_key=SECRET_KEY, uri="qemu+tcp://127.0.0.1:1/system").status_code == 409
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("probe-")] == []
+
+
+def test_deleting_a_host_removes_its_decrypted_key(api, tmp_path, monkeypatch):
+    monkeypatch.setattr(manager, "key_dir", tmp_path)
+    host = Host.objects.get(pk=register(api, ssh_key=SECRET_KEY).json()["id"])
+    manager.call(host.target(), lambda conn: conn.getURI())  # The cached connection writes host-<id>.key.
+    assert (tmp_path / f"host-{host.pk}.key").exists()
+    assert api.delete(f"/api/v1/hosts/{host.pk}/").status_code == 204
+    assert list(tmp_path.iterdir()) == []

@@ -150,3 +150,12 @@ def test_a_libvirt_error_from_a_live_connection_keeps_it_cached(manager, target,
     assert manager.get(target) is conn
     assert isinstance(conn, libvirt.virConnect)
     manager.drop(target.key)
+
+
+def test_forgetting_a_key_removes_its_file(manager, test_conn):
+    keyed = Target(key="host-8", uri=TEST_URI, ssh_key="PRIVATE")
+    manager.open(keyed).close()
+    assert manager.key_path(keyed).exists()
+    manager.forget_key(keyed)
+    assert not manager.key_path(keyed).exists()
+    manager.forget_key(keyed)  # Forgetting twice is fine.

@@ -41,7 +41,10 @@ def check_connection(data: HostData, host: Host | None = None) -> dict:
     ssh_key = data.ssh_key or ("" if data.clear_credentials or host is None else host.target().ssh_key)
     probe = Target(key=f"probe-{id(data)}", uri=data.uri.strip(), name=data.name, username=data.username,
                    password=password, ssh_key=ssh_key)
-    conn = manager.open(probe, timeout=CONNECT_TIMEOUT)
+    try:
+        conn = manager.open(probe, timeout=CONNECT_TIMEOUT)
+    finally:
+        manager.forget_key(probe)  # ssh has read it by now; a decrypted key must not outlive the probe.
     try:
         return hostinfo.host_facts(conn)
     finally:
@@ -113,6 +116,7 @@ def delete_host(actor: Actor, host: Host) -> None:
     with audited(actor, "host.delete", host):
         policy.require(actor.user, policy.DELETE, host)
         manager.drop(host.target().key)
+        manager.forget_key(host.target())
         with transaction.atomic():
             host.delete()
 

@@ -181,11 +181,19 @@ class ConnectionManager:
             pass  # Local drivers (and the test driver) have no keepalive; nothing to do.
         return conn
 
+    def key_path(self, target: Target) -> Path:
+        """Where the decrypted SSH key of `target` is kept while ssh needs it."""
+        return self.key_dir / f"{target.key.replace(':', '_').replace('/', '_')}.key"
+
+    def forget_key(self, target: Target) -> None:
+        """Remove the decrypted key file of `target`, once nothing will open a connection with it again."""
+        self.key_path(target).unlink(missing_ok=True)
+
     def _uri_with_key(self, target: Target) -> str:
         if not target.ssh_key:
             return target.uri
         self.key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self.key_dir / f"{target.key.replace(':', '_').replace('/', '_')}.key"
+        path = self.key_path(target)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(target.ssh_key.strip() + "\n")
