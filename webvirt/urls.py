@@ -9,6 +9,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),
     path("api/v1/", include(("webvirt.api", "api"))),
     path("audit/", include("webvirt.accounts.urls")),
+    path("consoles/", include("webvirt.consoles.urls")),
     path("domains/", include("webvirt.domains.urls")),
     path("hosts/", include("webvirt.hosts.urls")),
     path("jobs/", include("webvirt.jobs.urls")),

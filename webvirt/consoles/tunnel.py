@@ -1,0 +1,109 @@
+"""The less common ways to a VNC server: an SSH tunnel to a qemu+ssh host, and VNC authentication
+answered by the proxy so that a domain's VNC password never reaches the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from webvirt.hosts.models import Host
+from webvirt.virt import errors
+from webvirt.virt.console import VncEndpoint
+from webvirt.virt.errors import VirtError
+
+RFB_VERSION = b"RFB 003.008\n"
+SECURITY_NONE = 1
+SECURITY_VNC = 2
+
+
+def ssh_command(host: Host, endpoint: VncEndpoint) -> list[str]:
+    """`ssh -W` forwards one TCP connection through the host's SSH server, with the host's stored key."""
+    from webvirt.hosts.connections import manager
+
+    command = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ExitOnForwardFailure=yes"]
+    if host.has_ssh_key:
+        # The connection manager keeps the decrypted key in a 0600 file for libvirt's own ssh transport.
+        uri = manager._uri_with_key(host.target())
+        keyfile = parse_qs(urlsplit(uri).query).get("keyfile", [""])[0]
+        command += ["-i", keyfile, "-o", "IdentitiesOnly=yes"]
+    if endpoint.ssh_port:
+        command += ["-p", str(endpoint.ssh_port)]
+    return [*command, "-W", f"{endpoint.host}:{endpoint.port}", endpoint.ssh_target]
+
+
+async def open_ssh_tunnel(host: Host, endpoint: VncEndpoint) -> tuple[Any, Any]:
+    """A (reader, writer) pair over `ssh -W`; the writer's close() ends the tunnel."""
+    proc = await asyncio.create_subprocess_exec(*ssh_command(host, endpoint), stdin=asyncio.subprocess.PIPE,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    return proc.stdout, proc.stdin
+
+
+def _des_key(password: str) -> bytes:
+    # VNC authentication uses DES with the password's bits reversed in each byte (a historical quirk).
+    key = password.encode("latin-1", errors="replace")[:8].ljust(8, b"\0")
+    return bytes(int(f"{byte:08b}"[::-1], 2) for byte in key)
+
+
+def vnc_response(password: str, challenge: bytes) -> bytes:
+    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    key = _des_key(password)
+    encryptor = Cipher(TripleDES(key * 3), modes.ECB()).encryptor()  # 3DES with one key repeated is DES
+    return encryptor.update(challenge) + encryptor.finalize()
+
+
+async def vnc_authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str) -> None:
+    """Do the server's RFB 3.8 handshake up to a successful SecurityResult, as a client with the password."""
+    failed = VirtError("The domain's VNC server refused webvirt's password.", errors.AUTH)
+    try:
+        version = await asyncio.wait_for(reader.readexactly(12), 5)
+        if not version.startswith(b"RFB 003."):
+            raise failed
+        writer.write(RFB_VERSION)
+        count = (await reader.readexactly(1))[0]
+        types = await reader.readexactly(count) if count else b""
+        if SECURITY_VNC not in types:
+            raise VirtError("The domain's VNC server does not offer password authentication.", errors.UNSUPPORTED)
+        writer.write(bytes([SECURITY_VNC]))
+        challenge = await reader.readexactly(16)
+        writer.write(vnc_response(password, challenge))
+        (result,) = struct.unpack(">I", await reader.readexactly(4))
+    except (asyncio.IncompleteReadError, TimeoutError, OSError):
+        raise failed from None
+    if result != 0:
+        raise failed
+
+
+async def offer_no_auth(receive: Callable[[], Awaitable[dict[str, Any]]],
+                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> bytes | None:
+    """Play the RFB server's side of the handshake to the browser, offering no authentication.
+
+    Returns whatever the browser sent after its security choice (its ClientInit, for the real server),
+    or None when the browser went away.
+    """
+    buffer = bytearray()
+
+    async def read(n: int) -> bytes | None:
+        while len(buffer) < n:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            buffer.extend(message.get("bytes") or (message.get("text") or "").encode())
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
+    await send({"type": "websocket.send", "bytes": RFB_VERSION})
+    if await read(12) is None:
+        return None
+    await send({"type": "websocket.send", "bytes": bytes([1, SECURITY_NONE])})
+    if await read(1) is None:
+        return None
+    await send({"type": "websocket.send", "bytes": struct.pack(">I", 0)})
+    return bytes(buffer)
