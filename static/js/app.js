@@ -10,3 +10,4 @@ document.addEventListener("submit", (event) => {
 }, true);
 
 import "./live.js";
+import "./screenshots.js";
