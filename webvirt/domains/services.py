@@ -155,20 +155,7 @@ def remove(actor: Actor, domain: Domain, reason: str = "") -> list[str]:
         if domain.is_template:
             raise VirtError(f"{domain.name} is a template; delete the template first.", errors.STATE)
 
-        def force_remove(conn):  # type: ignore[no-untyped-def]
-            dom = virt_domains.lookup(conn, domain.uuid)
-            if dom.isActive():
-                dom.destroy()
-            if not dom.isPersistent():
-                return []
-            return virt_domains.undefine(conn, domain.uuid, delete_volumes=True)
-
-        try:
-            deleted = _call(domain.host, force_remove, timeout=60)
-        except VirtError as exc:
-            if exc.kind != errors.NOT_FOUND:
-                raise
-            deleted = []
+        deleted = _call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid), timeout=60)
         target.detail.append(f"{reason + '; ' if reason else ''}deleted volumes: {', '.join(deleted) or 'none'}")
         Domain.objects.filter(pk=domain.pk).delete()
         return deleted

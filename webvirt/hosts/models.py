@@ -54,7 +54,12 @@ class Host(models.Model):
         self.ssh_key_encrypted = crypto.encrypt(plain)
 
     def target(self) -> Target:
-        """How the connection manager reaches this host; the cache slot is the host's id."""
-        return Target(key=f"host-{self.pk}", uri=self.uri, name=self.name, username=self.username,
+        """How the connection manager reaches this host.
+
+        The cache slot changes whenever the host is edited, so every process (web, workers)
+        stops using a connection opened with the old URI or credentials.
+        """
+        version = self.updated.strftime("%Y%m%d%H%M%S%f") if self.updated else "new"
+        return Target(key=f"host-{self.pk}@{version}", uri=self.uri, name=self.name, username=self.username,
                       password=crypto.decrypt(self.password_encrypted),
                       ssh_key=crypto.decrypt(self.ssh_key_encrypted))

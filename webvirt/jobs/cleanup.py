@@ -6,6 +6,7 @@ import libvirt
 
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
+from webvirt.virt import domains
 
 
 def remove_object(obj: dict) -> bool:
@@ -26,18 +27,11 @@ def remove_object(obj: dict) -> bool:
 
 def _remove_domain(conn: libvirt.virConnect, uuid: str) -> bool:
     try:
-        dom = conn.lookupByUUIDString(uuid)
+        conn.lookupByUUIDString(uuid)
     except libvirt.libvirtError:
         return False
-    if dom.isActive():
-        dom.destroy()
-    try:
-        if dom.isPersistent():
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-            raise
+    # Its volumes are tracked (and removed) separately, so that shared bases are never touched.
+    domains.remove(conn, uuid, delete_volumes=False)
     return True
 
 

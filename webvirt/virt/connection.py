@@ -182,8 +182,12 @@ class ConnectionManager:
         return conn
 
     def key_path(self, target: Target) -> Path:
-        """Where the decrypted SSH key of `target` is kept while ssh needs it."""
-        return self.key_dir / f"{target.key.replace(':', '_').replace('/', '_')}.key"
+        """Where the decrypted SSH key of `target` is kept while ssh needs it.
+
+        A key's "@version" suffix (see Host.target) is left out: one file per host, rewritten on edit.
+        """
+        slot = target.key.split("@", 1)[0]
+        return self.key_dir / f"{slot.replace(':', '_').replace('/', '_')}.key"
 
     def forget_key(self, target: Target) -> None:
         """Remove the decrypted key file of `target`, once nothing will open a connection with it again."""

@@ -233,6 +233,19 @@ def undefine(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) 
     return deleted
 
 
+def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True) -> list[str]:
+    """Force off (if running) and undefine a domain, deleting its volumes; [] when it is gone already."""
+    try:
+        dom = lookup(conn, uuid)
+    except VirtError:
+        return []
+    if dom.isActive():
+        dom.destroy()
+    if not dom.isPersistent():
+        return []
+    return undefine(conn, uuid, delete_volumes=delete_volumes)
+
+
 def _domain_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[libvirt.virStorageVol]:
     doc = DomainXML.from_string(dom.XMLDesc(0))
     found = []
