@@ -159,3 +159,14 @@ def test_forgetting_a_key_removes_its_file(manager, test_conn):
     manager.forget_key(keyed)
     assert not manager.key_path(keyed).exists()
     manager.forget_key(keyed)  # Forgetting twice is fine.
+
+
+def test_while_an_open_is_stuck_further_calls_to_that_host_fail_at_once(manager, hung_port):
+    hung = Target(key="hung", uri=f"qemu+tcp://127.0.0.1:{hung_port}/system", name="frozen")
+    with pytest.raises(VirtError):
+        manager.call(hung, lambda conn: conn.getURI())
+    started = time.monotonic()
+    with pytest.raises(VirtError, match="Host frozen has not answered for") as caught:
+        manager.call(hung, lambda conn: conn.getURI())
+    assert time.monotonic() - started < 0.1
+    assert caught.value.kind == errors.UNREACHABLE

@@ -162,8 +162,11 @@ class ConnectionManager:
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
-            # The thread goes on; whatever it opens late is closed rather than leaked.
+            # The thread goes on; whatever it opens late is closed rather than leaked. Until it ends,
+            # calls to this host fail at once (see `call`) instead of tying up more threads behind it.
             future.add_done_callback(_close_late)
+            self._stuck.setdefault(target.key, time.monotonic() - timeout)
+            future.add_done_callback(lambda _f: self._stuck.pop(target.key, None))
             raise VirtError(f"Host {target.label} did not answer within {timeout:g} s.", errors.UNREACHABLE) from None
 
     def _open_blocking(self, target: Target) -> libvirt.virConnect:
