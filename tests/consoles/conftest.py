@@ -82,3 +82,58 @@ def refused(url: str, **kwargs) -> bool:  # type: ignore[no-untyped-def]
     except websockets.exceptions.InvalidStatus as exc:
         return exc.response.status_code == 403
     return False
+
+
+QEMU_URI = "qemu:///system"
+BOOT_TIMEOUT = 60.0
+VNC_PASSWORD = "noleak12"
+
+
+@pytest.fixture(scope="session")
+def tiny_guest() -> Iterator[libvirt.virDomain]:
+    """One running tiny guest (emulated, VNC on 127.0.0.1, serial on a pty) for every console test."""
+    import os
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from tests.guest.guest import READY_MARKER, ensure_image, make_overlay, tiny_domain_xml
+
+    conn = libvirt.open(QEMU_URI)
+    folder = Path(tempfile.mkdtemp(prefix="webvirt-console-"))
+    os.chmod(folder, 0o755)
+    name = f"webvirt-console-{uuidlib.uuid4().hex[:8]}"
+    overlay = make_overlay(ensure_image(), folder / f"{name}.qcow2")
+    log = folder / "serial.log"
+    xml = tiny_domain_xml(name, str(overlay), serial_log=str(log))
+    # A VNC password (QEMU only accepts one set at start): the console must work without it reaching the browser.
+    xml = xml.replace("<graphics type='vnc' ", f"<graphics type='vnc' passwd='{VNC_PASSWORD}' ", 1)
+    dom = conn.createXML(xml, 0)  # transient
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while READY_MARKER not in (log.read_text(errors="replace") if log.exists() else ""):
+            assert time.monotonic() < deadline, f"the tiny guest did not boot in {BOOT_TIMEOUT:g} s"
+            time.sleep(0.2)
+        yield dom
+    finally:
+        try:
+            dom.destroy()
+        except libvirt.libvirtError:
+            pass
+        conn.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def qemu_domain(db, tiny_guest):  # type: ignore[no-untyped-def]
+    """The running tiny guest as webvirt sees it: qemu:///system registered as a host, the guest's cache row."""
+    from webvirt.domains.models import Domain
+    from webvirt.domains.services import sync_host
+    from webvirt.hosts.connections import manager
+    from webvirt.hosts.models import Host
+
+    host = Host.objects.create(name="local qemu", uri=QEMU_URI, status=Host.ONLINE)
+    sync_host(host)
+    yield Domain.objects.select_related("host").get(host=host, uuid=tiny_guest.UUIDString())
+    manager.drop(host.target().key)
