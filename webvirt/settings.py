@@ -116,7 +116,9 @@ REDIS_PREFIX = os.environ.get("WEBVIRT_REDIS_PREFIX", "webvirt")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi"},
+        # channels-redis waits for messages with a 5 s BZPOPMIN; redis-py 8's default 5 s socket timeout
+        # races that reply and kills every quiet consumer (and its WebSocket), so allow longer.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": f"{REDIS_PREFIX}:asgi"},
     }
 }
 CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1)
