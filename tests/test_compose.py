@@ -50,7 +50,8 @@ def test_compose_file_has_every_service():
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "watcher"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "beat", "watcher", "console-gateway"} <= set(services)
+    assert "webvirt.consoles.websockify_plugin.TicketTokens" in services["console-gateway"]["command"]
 
     for name in ("web", "worker", "beat", "watcher"):
         env = services[name]["environment"]

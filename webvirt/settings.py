@@ -123,6 +123,8 @@ CHANNEL_LAYERS = {
 }
 CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1)
 CELERY_RESULT_BACKEND = None
+# Its own job queue per installation (and per test run), so that workers never take another's jobs.
+CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}:jobs"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
@@ -171,6 +173,9 @@ SPECTACULAR_SETTINGS = {
 
 # How long a web request waits for libvirt before it tells the user the host is not answering.
 WEBVIRT_LIBVIRT_TIMEOUT = float(os.environ.get("WEBVIRT_LIBVIRT_TIMEOUT", "5"))
+# Optional console gateway (websockify with webvirt's token plugin): VNC tickets then point at
+# "<this URL>?token=<ticket>"; a path ("/console-gateway/") means the same origin through a proxy.
+WEBVIRT_CONSOLE_GATEWAY_URL = os.environ.get("WEBVIRT_CONSOLE_GATEWAY_URL", "")
 
 LOGGING = {
     "version": 1,

@@ -15,6 +15,7 @@ export async function ticketUrl(info, kind) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error || `The console could not be opened (HTTP ${response.status}).`);
+  if (!data.path.startsWith("/")) return data.url; // a console gateway on another origin
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   return `${scheme}://${window.location.host}${data.path}`;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -20,7 +21,7 @@ class ConsoleRequestSerializer(serializers.Serializer):
 
 class ConsoleTicketSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="The WebSocket URL to open within the ticket's lifetime (once).")
-    path = serializers.CharField(help_text="The same URL without scheme and host, for use on this origin.")
+    path = serializers.CharField(help_text="The same URL without scheme and host when it is on this origin.")
     expires_at = serializers.DateTimeField()
 
 
@@ -42,6 +43,9 @@ class ConsoleTicketView(APIView):
         issued = services.issue(Actor.from_request(request, "api"), domain, data.validated_data["kind"],
                                 request_binding(request))
         scheme = "wss" if request.is_secure() else "ws"
-        return Response({"url": f"{scheme}://{request.get_host()}{issued.path}", "path": issued.path,
-                         "expires_at": issued.expires_at}, status=201)
+        path = issued.path
+        if data.validated_data["kind"] == "vnc" and settings.WEBVIRT_CONSOLE_GATEWAY_URL:
+            path = f"{settings.WEBVIRT_CONSOLE_GATEWAY_URL}?token={issued.ticket}"
+        url = f"{scheme}://{request.get_host()}{path}" if path.startswith("/") else path
+        return Response({"url": url, "path": path, "expires_at": issued.expires_at}, status=201)
 

@@ -1,0 +1,119 @@
+"""The optional console gateway: websockify resolving webvirt's console tickets.
+
+    websockify --token-plugin webvirt.consoles.websockify_plugin.TicketTokens \\
+               --auth-plugin webvirt.consoles.websockify_plugin.TicketAuth 0.0.0.0:6080
+
+Run with webvirt's settings (DATABASE_URL, REDIS_URL, WEBVIRT_REDIS_PREFIX, ...). With
+WEBVIRT_CONSOLE_GATEWAY_URL set on the web processes, VNC tickets point at the gateway
+(`<url>?token=<ticket>`). The token plugin takes the ticket from Redis (GETDEL: single use) and
+resolves the domain's VNC server; the auth plugin then checks that the same user, with the same
+session cookie or API token, presents it from an allowed Origin, and asks the policy again. Both
+run in the process websockify forks for the connection, before it connects to the VNC server.
+
+The gateway carries plain TCP VNC only: domains whose VNC needs a libvirt-opened socket, a
+password answered by webvirt or an SSH tunnel are refused there (use the built-in proxy).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webvirt.settings")
+django.setup()
+
+from websockify.auth_plugins import AuthenticationError  # noqa: E402
+
+from webvirt.accounts.models import AuditEntry  # noqa: E402
+from webvirt.accounts.policy import Actor, Denied  # noqa: E402
+from webvirt.consoles import services  # noqa: E402
+from webvirt.domains.models import Domain  # noqa: E402
+from webvirt.events.auth import origin_allowed  # noqa: E402
+from webvirt.virt.errors import VirtError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# websockify forks one process per connection: what the token plugin found is kept here for the
+# auth plugin, which runs right after it in the same process.
+_taken: dict[str, Any] = {}
+
+
+class TicketTokens:
+    def __init__(self, src: str | None = None) -> None:
+        self.source = src
+
+    def lookup(self, token: str) -> tuple[str, int] | None:
+        _taken.clear()
+        data = services.take(token)
+        if data is None or data.kind != "vnc":
+            return None
+        domain = Domain.objects.select_related("host").filter(pk=data.domain_id).first()
+        if domain is None:
+            return None
+        try:
+            endpoint = services.vnc_endpoint(domain)
+        except VirtError as exc:
+            log.info("console gateway: %s", exc.message)
+            return None
+        if endpoint.kind != "tcp" or endpoint.password:
+            log.info("console gateway: %s needs the built-in proxy (%s)", domain, endpoint.kind)
+            return None
+        _taken.update(ticket=data, domain=domain)
+        return endpoint.host, endpoint.port
+
+
+class TicketAuth:
+    def __init__(self, src: str | None = None) -> None:
+        self.source = src
+
+    def authenticate(self, headers: Any, target_host: str, target_port: int) -> None:
+        data, domain = _taken.get("ticket"), _taken.get("domain")
+        _taken.clear()
+        if data is None or domain is None:
+            raise AuthenticationError(response_code=403, response_msg="Forbidden")
+        user, bound_to = _who(headers)
+        actor = Actor(user=user, address=(headers.get("X-Forwarded-For") or "").split(",")[0].strip() or None,
+                      via="gateway")
+        try:
+            if user is None or (user.pk, bound_to) != (data.user_id, data.binding):
+                raise Denied(services.REFUSED)
+            services.authorize(user, data)
+        except Denied as exc:
+            services.audit_open(actor, "vnc", domain, AuditEntry.REFUSED, exc.message)
+            raise AuthenticationError(response_code=403, response_msg="Forbidden") from None
+        services.audit_open(actor, "vnc", domain, AuditEntry.OK, f"opened through the gateway to {target_host}:"
+                                                                 f"{target_port}")
+
+
+def _who(headers: Any) -> tuple[Any, str]:
+    """The user and ticket binding of a request: API token, or session cookie from an allowed Origin."""
+    from django.conf import settings
+    from django.contrib.auth import SESSION_KEY, get_user_model
+    from django.utils.module_loading import import_string
+    from rest_framework.authtoken.models import Token
+
+    origin = headers.get("Origin")
+    if origin is not None and not origin_allowed(origin):
+        return None, ""
+    authorization = headers.get("Authorization") or ""
+    if authorization.lower().startswith("token "):
+        key = authorization[6:].strip()
+        token = Token.objects.select_related("user").filter(key=key).first()
+        user = token.user if token and token.user.is_active else None
+        return user, services.binding(token_key=key)
+    if origin is None:
+        return None, ""  # a cookie without an Origin is not a browser whose page we can check
+    cookies = {}
+    for part in (headers.get("Cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        cookies[name] = value
+    session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
+    if not session_key:
+        return None, ""
+    store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key)
+    user_id = store.get(SESSION_KEY)
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
+    return user, services.binding(session_key=session_key)
