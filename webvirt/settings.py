@@ -37,6 +37,8 @@ WEBVIRT_ENCRYPTION_KEY = _persistent_secret("encryption_key", "WEBVIRT_ENCRYPTIO
 DEBUG = _env_bool("WEBVIRT_DEBUG")
 ALLOWED_HOSTS = os.environ.get("WEBVIRT_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("WEBVIRT_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Reverse proxies whose X-Forwarded-For is believed (for the audit trail's client address).
+WEBVIRT_TRUSTED_PROXIES = [a for a in os.environ.get("WEBVIRT_TRUSTED_PROXIES", "").split(",") if a]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -154,8 +156,9 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules")]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an unauthenticated API request then answers 401 with WWW-Authenticate.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["webvirt.accounts.policy.ApiPermission"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

@@ -75,7 +75,14 @@ def test_the_actor_is_the_requests_user_and_address(admin):
     assert (actor.user, actor.address, actor.via) == (admin, "127.0.0.9", "api")
 
 
-def test_the_actor_takes_the_first_forwarded_address(admin):
+def test_the_actor_ignores_a_forwarded_address_from_an_untrusted_client(admin):
     request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.7, 127.0.0.8")
     request.user = admin
-    assert Actor.from_request(request).address == "127.0.0.7"
+    assert Actor.from_request(request).address == "127.0.0.1"
+
+
+def test_the_actor_takes_the_address_a_trusted_proxy_saw(admin, settings):
+    settings.WEBVIRT_TRUSTED_PROXIES = ["127.0.0.1"]
+    request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.7, 127.0.0.8")
+    request.user = admin
+    assert Actor.from_request(request).address == "127.0.0.8"

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Model, Q, QuerySet
 from rest_framework.permissions import BasePermission
 
@@ -121,6 +122,9 @@ class Actor:
 
     @classmethod
     def from_request(cls, request: Any, via: str = "ui") -> Actor:
+        address = request.META.get("REMOTE_ADDR")
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        address = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
+        # Only a proxy we trust may say who the client is; anyone else could forge the audit trail.
+        if forwarded and address in settings.WEBVIRT_TRUSTED_PROXIES:
+            address = forwarded.split(",")[-1].strip()
         return cls(user=request.user, address=address or None, via=via)
