@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PATH = re.compile(r"^/ws/console/(?P<kind>vnc|serial)/(?P<id>\d+)/$")
 REFUSED = 4403  # before the handshake completes uvicorn answers HTTP 403: nothing is opened
 FAILED = 4409  # after the handshake: the console could not be reached; the reason is the close reason
-CHUNK = 256 * 1024
+CHUNK = 64 * 1024  # websockify's frame size too; larger frames were slower for clients here
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
