@@ -95,3 +95,9 @@ def start_web(log_dir: Path) -> tuple[Process, str]:
 
 def start_watcher(log_dir: Path, holder: str = "w1") -> Process:
     return Process(f"watcher-{holder}", [sys.executable, "manage.py", "watch", "--holder", holder], log_dir)
+
+
+def start_worker(log_dir: Path, concurrency: int = 2, name: str = "worker") -> Process:
+    """A real Celery worker on the test database and the run's Redis prefix; it runs every kind of job."""
+    return Process(name, [str(ROOT / ".venv/bin/celery"), "-A", "webvirt", "worker", "-l", "warning",
+                          "--concurrency", str(concurrency), "--hostname", f"{name}-{os.getpid()}@%h"], log_dir)
