@@ -19,10 +19,24 @@ TEST_URI = "test+unix:///default"
 
 
 @pytest.fixture(scope="session")
-def test_conn() -> Iterator[libvirt.virConnect]:
-    conn = libvirt.open(TEST_URI)
-    yield conn
-    conn.close()
+def _test_driver() -> Iterator[dict[str, libvirt.virConnect]]:
+    holder = {"conn": libvirt.open(TEST_URI)}
+    yield holder
+    try:
+        holder["conn"].close()
+    except libvirt.libvirtError:
+        pass
+
+
+@pytest.fixture
+def test_conn(_test_driver: dict[str, libvirt.virConnect]) -> libvirt.virConnect:
+    """The session's open connection to the test driver, reopened if libvirtd was restarted under it
+    (tests/events restarts it); the driver then starts again from its default state."""
+    try:
+        _test_driver["conn"].getLibVersion()
+    except libvirt.libvirtError:
+        _test_driver["conn"] = libvirt.open(TEST_URI)
+    return _test_driver["conn"]
 
 
 def domain_xml(name: str, *, memory_mib: int = 256, vcpus: int = 1, uuid: str | None = None) -> str:
@@ -115,7 +129,8 @@ def redis_prefix():  # type: ignore[no-untyped-def]
     prefix = f"webvirt-test-{os.getpid()}"
     settings.REDIS_PREFIX = prefix
     settings.CHANNEL_LAYERS = {"default": {**settings.CHANNEL_LAYERS["default"],
-                                           "CONFIG": {"hosts": [settings.REDIS_URL], "prefix": f"{prefix}:asgi"}}}
+                                           "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"],
+                                                      "prefix": f"{prefix}:asgi"}}}
     channel_layers.backends = {}
     return prefix
 

@@ -1,0 +1,73 @@
+"""Fixtures for the live event tests: sockets on the real web server, Redis, and virsh."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+
+from tests.conftest import TEST_URI
+from tests.events.sockets import EventSocket
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
+    # The real hasher costs most of a second per user; nothing here logs in with a password.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def token_for() -> Callable:
+    """The API token key of a user, as a script would send it."""
+    return lambda user: Token.objects.get_or_create(user=user)[0].key
+
+
+@pytest.fixture
+def event_socket(live_stack, token_for) -> Iterator[Callable[..., EventSocket]]:
+    """Open /ws/events/ on the live server as a user (with a token); closed after the test."""
+    sockets: list[EventSocket] = []
+
+    def open_as(user) -> EventSocket:  # type: ignore[no-untyped-def]
+        sock = EventSocket(live_stack.url, {"Authorization": f"Token {token_for(user)}"})
+        sockets.append(sock)
+        return sock
+
+    yield open_as
+    for sock in sockets:
+        sock.close()
+    # uvicorn would wait for each closed socket's consumer to finish its pending Redis read (up to 5 s
+    # each, one after another) before it exits; nothing is left to check, so force the quit.
+    live_stack.web.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    live_stack.web.signal(signal.SIGINT)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def lease_holder(redis_client) -> Callable[[int], str | None]:  # type: ignore[no-untyped-def]
+    """Which watcher holds a host's lease right now (None when nobody does)."""
+
+    def holder(host_id: int) -> str | None:
+        value = redis_client.get(f"{settings.REDIS_PREFIX}:lease:host:{host_id}")
+        return value.decode() if value else None
+
+    return holder
+
+
+def virsh(*args: str, uri: str = TEST_URI) -> str:
+    """Run virsh as an administrator would, outside webvirt."""
+    result = subprocess.run(["virsh", "-c", uri, *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, f"virsh {' '.join(args)} failed: {result.stderr}"
+    return result.stdout
