@@ -7,6 +7,7 @@ updates the state cache from libvirt's answer and records the outcome in the aud
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Count, QuerySet
@@ -75,8 +76,12 @@ class SyncResult:
 
 
 @transaction.atomic
-def reconcile(host: Host, snaps: list[DomainSnapshot]) -> SyncResult:
-    """Make the cache for `host` match what libvirt listed: add, update and remove rows."""
+def reconcile(host: Host, snaps: list[DomainSnapshot], listed_at: datetime | None = None) -> SyncResult:
+    """Make the cache for `host` match what libvirt listed: add, update and remove rows.
+
+    A row written after `listed_at` (when libvirt was asked) is kept even if the list lacks it: a
+    worker defined that domain in the meantime, and removing it would lose its owner and expiry.
+    """
     now = timezone.now()
     existing = {row.uuid: row for row in Domain.objects.filter(host=host)}
     seen = {snap.uuid: snap for snap in snaps}
@@ -95,18 +100,20 @@ def reconcile(host: Host, snaps: list[DomainSnapshot]) -> SyncResult:
             result.updated.append(row)
     Domain.objects.bulk_create(result.created, batch_size=500)
     Domain.objects.bulk_update(result.updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
-    result.removed = [row for uuid, row in existing.items() if uuid not in seen]
+    result.removed = [row for uuid, row in existing.items()
+                      if uuid not in seen and (listed_at is None or row.updated < listed_at)]
     Domain.objects.filter(pk__in=[row.pk for row in result.removed]).delete()
     return result
 
 
 def sync_host(host: Host) -> SyncResult | None:
     """Re-read every domain of `host` into the cache; None when the host does not answer."""
+    listed_at = timezone.now()
     try:
         snaps = _call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)
     except VirtError:
         return None
-    return reconcile(host, snaps)
+    return reconcile(host, snaps, listed_at)
 
 
 def state_counts(domains: QuerySet[Domain]) -> dict[str, int]:

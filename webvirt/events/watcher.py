@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import libvirt
 import libvirtaio
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from webvirt.domains import services as domain_services
@@ -128,8 +129,9 @@ class HostWatch:
             self.watcher.pool.submit(_close_quietly, conn, ids)
 
     async def resync(self, host: Host) -> None:
+        listed_at = timezone.now()
         snaps = await self.blocking(virt_domains.list_snapshots, self.conn, timeout=SYNC_TIMEOUT)
-        result = await sync_to_async(domain_services.reconcile)(host, snaps)
+        result = await sync_to_async(domain_services.reconcile)(host, snaps, listed_at)
         for row in [*result.created, *result.updated]:
             row.host = host
             await publish.apublish(publish.domain_message(row))
