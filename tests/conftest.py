@@ -132,6 +132,9 @@ def redis_prefix():  # type: ignore[no-untyped-def]
                                            "CONFIG": {**settings.CHANNEL_LAYERS["default"]["CONFIG"],
                                                       "prefix": f"{prefix}:asgi"}}}
     channel_layers.backends = {}
+    from webvirt.celery import app
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = f"{prefix}:jobs"
     return prefix
 
 
