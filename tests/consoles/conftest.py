@@ -78,7 +78,7 @@ async def ws_exchange(url: str, *, headers: dict[str, str] | None = None, origin
 def refused(url: str, **kwargs) -> bool:  # type: ignore[no-untyped-def]
     """True when the server refuses the WebSocket handshake (HTTP 403): nothing was opened."""
     try:
-        asyncio.run(ws_exchange(url, **kwargs))
+        run(ws_exchange(url, **kwargs))
     except websockets.exceptions.InvalidStatus as exc:
         return exc.response.status_code == 403
     return False
@@ -137,3 +137,11 @@ def qemu_domain(db, tiny_guest):  # type: ignore[no-untyped-def]
     sync_host(host)
     yield Domain.objects.select_related("host").get(host=host, uuid=tiny_guest.UUIDString())
     manager.drop(host.target().key)
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    """asyncio.run in a thread of its own: the session's sync Playwright keeps a loop running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -5,7 +5,6 @@ A real websockify process (the gateway) in front of a fake VNC server that count
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from tests import live
-from tests.consoles.conftest import ws_exchange
+from tests.consoles.conftest import run, ws_exchange
 from tests.consoles.fakevnc import GREETING
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
@@ -53,7 +52,7 @@ def ticket(client: Client, domain_id: int) -> str:
 
 def gateway_refuses(url: str, **kwargs) -> bool:  # type: ignore[no-untyped-def]
     try:
-        asyncio.run(ws_exchange(url, expect=1, timeout=5, **kwargs))
+        run(ws_exchange(url, expect=1, timeout=5, **kwargs))
     except (websockets.exceptions.InvalidStatus, websockets.exceptions.InvalidMessage,
             websockets.exceptions.ConnectionClosed, EOFError, ConnectionError):
         return True
@@ -84,7 +83,7 @@ def test_the_gateway_checks_tickets_like_the_built_in_proxy(  # type: ignore[no-
     assert fake_vnc.connections == 0
 
     good = ticket(alice, domain.pk)
-    assert asyncio.run(ws_exchange(url(good), headers=cookie, origin=origin, expect=len(GREETING))) == GREETING
+    assert run(ws_exchange(url(good), headers=cookie, origin=origin, expect=len(GREETING))) == GREETING
     assert fake_vnc.connections == 1
     assert gateway_refuses(url(good), headers=cookie, origin=origin)  # used once already
     assert fake_vnc.connections == 1

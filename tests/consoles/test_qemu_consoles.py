@@ -15,7 +15,7 @@ import pytest
 import websockets
 from lxml import etree
 
-from tests.consoles.conftest import VNC_PASSWORD, ws_url
+from tests.consoles.conftest import VNC_PASSWORD, run, ws_url
 
 pytestmark = pytest.mark.qemu
 
@@ -55,10 +55,10 @@ def test_the_vnc_console_opens_without_the_guests_password_reaching_the_browser(
     graphics = etree.fromstring(tiny_guest.XMLDesc(0).encode()).find("./devices/graphics")
     assert "passwd" not in graphics.attrib  # libvirt itself never shows it without the secure flag
     # Straight to QEMU's port, the VNC server wants its password (security type 2)...
-    assert asyncio.run(direct_security_types(int(graphics.get("port")))) == b"\x02"
+    assert run(direct_security_types(int(graphics.get("port")))) == b"\x02"
     # ...through webvirt the browser is offered no authentication: libvirt opened the socket with SKIPAUTH.
     url = console_url(api, live_stack, qemu_domain, "vnc")
-    assert asyncio.run(rfb_security_types(url, token_header(api))) == b"\x01"
+    assert run(rfb_security_types(url, token_header(api))) == b"\x01"
     page = admin_client.get(f"/consoles/{qemu_domain.pk}/vnc/")
     assert page.status_code == 200
     assert VNC_PASSWORD.encode() not in page.content
@@ -110,7 +110,7 @@ def test_the_serial_console_answers_and_a_second_viewer_may_take_it_over(  # typ
         await second.close()
         await first.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 @pytest.mark.django_db(transaction=True)

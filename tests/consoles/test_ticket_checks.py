@@ -5,14 +5,13 @@ that counts its connections). Against the real web server (uvicorn) and Redis.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.consoles.conftest import refused, ws_exchange, ws_url
+from tests.consoles.conftest import refused, run, ws_exchange, ws_url
 from tests.consoles.fakevnc import GREETING, WELCOME
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
@@ -72,7 +71,7 @@ def test_every_bad_ticket_is_refused_and_none_reaches_the_vnc_server(  # type: i
 
     # A good ticket opens the console once; the same ticket again is refused.
     path = ticket_path(alice, domain.pk)
-    assert asyncio.run(ws_exchange(url(path), headers=cookie, origin=origin, expect=len(GREETING))) == GREETING
+    assert run(ws_exchange(url(path), headers=cookie, origin=origin, expect=len(GREETING))) == GREETING
     assert fake_vnc.connections == 1
     assert refused(url(path), headers=cookie, origin=origin)
     assert fake_vnc.connections == 1
@@ -92,7 +91,7 @@ def test_a_script_with_a_token_opens_the_console_and_the_audit_trail_has_its_byt
     body = response.json()
     assert body["url"].startswith("ws://") and body["url"].endswith(body["path"]) and body["expires_at"]
     payload = b"x" * 100_000
-    got = asyncio.run(ws_exchange(ws_url(live_stack.url, body["path"]), headers={"Authorization": token},
+    got = run(ws_exchange(ws_url(live_stack.url, body["path"]), headers={"Authorization": token},
                                   send=payload, expect=len(GREETING) + len(payload)))
     assert got == GREETING + payload
     # The token's ticket is bound to the token: the same kind of ticket with a session is refused.
@@ -134,7 +133,7 @@ def test_the_proxy_answers_the_vnc_password_so_the_browser_never_sees_it(  # typ
                     data += await ws.recv()
                 return data
 
-        assert asyncio.run(handshake()) == WELCOME
+        assert run(handshake()) == WELCOME
         assert locked.auth_ok == 1
     finally:
         locked.close()
