@@ -89,3 +89,63 @@ def qemu_host(api, qemu_conn):  # type: ignore[no-untyped-def]
     host = Host.objects.get(pk=response.json()["id"])
     yield host
     manager.drop(host.target().key)
+
+
+# Templates and clones, made by a real Celery worker ------------------------------------------------
+
+@pytest.fixture
+def worker(live_stack):  # type: ignore[no-untyped-def]
+    """A real Celery worker (beside live_stack's web server and watcher), stopped after the test."""
+    from tests import live
+
+    process = live.start_worker(live_stack.log_dir)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
+    """A name prefix for the test's domains; whatever domain carries it afterwards is forced off and
+    undefined (their volumes live in scratch_pool's folder, which goes with `workdir`)."""
+    prefix = f"wvc-{uuidlib.uuid4().hex[:6]}-"
+    yield prefix
+    for dom in qemu_conn.listAllDomains(0):
+        if not dom.name().startswith(prefix):
+            continue
+        try:
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError:
+            pass
+
+
+def pool_dir(pool: libvirt.virStoragePool) -> Path:
+    from lxml import etree
+
+    return Path(etree.fromstring(pool.XMLDesc(0).encode()).findtext("./target/path"))
+
+
+def define_template(api, host, pool: libvirt.virStoragePool, name: str, disk: Path, fmt: str = "qcow2") -> dict:  # type: ignore[no-untyped-def]
+    """Define a shut-off tiny guest on `disk` (a volume of `pool`) through the API and make it a template."""
+    from tests.guest.guest import tiny_domain_xml
+
+    pool.refresh(0)
+    xml = tiny_domain_xml(name, str(disk), vnc=False).replace("type='qcow2'", f"type='{fmt}'")
+    response = api.post("/api/v1/domains/", {"host": host.pk, "xml": xml}, format="json")
+    assert response.status_code == 201, response.json()
+    response = api.post("/api/v1/templates/", {"domain": response.json()["id"], "name": f"{name} template"},
+                        format="json")
+    assert response.status_code == 201, response.json()
+    return {**response.json(), "base": str(disk), "source": name}
+
+
+@pytest.fixture
+def tiny_template(api, qemu_host, guest_image, scratch_pool, clone_prefix):  # type: ignore[no-untyped-def]
+    """A template made from the tiny guest: its disk a standalone qcow2 volume in scratch_pool, no network."""
+    import subprocess
+
+    base = pool_dir(scratch_pool) / f"{clone_prefix}base.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(guest_image), str(base)], check=True)
+    return define_template(api, qemu_host, scratch_pool, f"{clone_prefix}src", base)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import libvirt
 
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
 from webvirt.virt import domains
+
+BUILD_WAIT_SECONDS = 50  # below remove_object's 60 s timeout
 
 
 def remove_object(obj: dict) -> bool:
@@ -49,5 +53,19 @@ def _remove_volume(conn: libvirt.virConnect, path: str) -> bool:
             vol = conn.storageVolLookupByPath(path)
         except libvirt.libvirtError:
             return False
-    vol.delete(0)
+    _delete_when_built(vol)
     return True
+
+
+def _delete_when_built(vol: libvirt.virStorageVol) -> None:
+    """Delete a volume; one still being written (a full copy whose job lost its worker goes on in
+    libvirtd) cannot be deleted until the copy ends, so wait for that rather than leave it behind."""
+    deadline = time.monotonic() + BUILD_WAIT_SECONDS
+    while True:
+        try:
+            vol.delete(0)
+            return
+        except libvirt.libvirtError as exc:
+            if "being allocated" not in (exc.get_error_message() or "") or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
