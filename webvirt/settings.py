@@ -127,8 +127,6 @@ CELERY_BROKER_URL = REDIS_URL.replace("unix://", "redis+socket://", 1)
 CELERY_RESULT_BACKEND = None
 # Its own job queue per installation (and per test run), so that workers never take another's jobs.
 CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}:jobs"
-# Its own job queue per installation (and per test run), so that workers never take another's jobs.
-CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}:jobs"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
