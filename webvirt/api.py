@@ -71,5 +71,6 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("domains/<int:pk>/console/", ConsoleTicketView.as_view(), name="domain-console"),
+    path("", include("webvirt.install.api")),
     path("", include(router.urls)),
 ]

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "webvirt.consoles",
     "webvirt.jobs",
     "webvirt.catalog",
+    "webvirt.install",
 ]
 
 MIDDLEWARE = [

@@ -12,5 +12,6 @@ urlpatterns = [
     path("consoles/", include("webvirt.consoles.urls")),
     path("domains/", include("webvirt.domains.urls")),
     path("hosts/", include("webvirt.hosts.urls")),
+    path("install/", include("webvirt.install.urls")),
     path("jobs/", include("webvirt.jobs.urls")),
 ]

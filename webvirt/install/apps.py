@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class InstallConfig(AppConfig):
+    name = "webvirt.install"
+    label = "install"
