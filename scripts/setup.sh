@@ -54,6 +54,8 @@ wanted=(
     busybox-static mtools dosfstools syslinux syslinux-common cpio
     # tests/test_compose.py validates docker-compose.yml with it
     docker-compose
+    # bench/clone.py compares clones with virt-clone
+    virtinst
     # the Makefile
     make
 )
