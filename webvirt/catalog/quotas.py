@@ -74,9 +74,11 @@ def remaining(user: AbstractBaseUser) -> dict[str, float | None]:
 
 def check_and_lock(user: AbstractBaseUser, need: Usage) -> None:
     """Inside a transaction: lock the user's quotas, then refuse if `need` does not fit."""
+    # Write before reading anything: a SQLite transaction that has read cannot wait for the write
+    # lock (it fails at once with "database is locked"); one that writes first waits its turn.
+    # On PostgreSQL the update locks the quota rows until the transaction ends.
+    Quota.objects.filter(Q(user=user) | Q(group__in=user.groups.all())).update(version=F("version") + 1)
     quotas = applicable(user)
-    for quota in quotas:
-        Quota.objects.filter(pk=quota.pk).update(version=F("version") + 1)
     for quota in quotas:
         used = usage_for(quota)
         for key, label in LABELS.items():

@@ -13,7 +13,7 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.catalog import quotas
-from webvirt.catalog.models import Template
+from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
@@ -242,3 +242,26 @@ def expire_due(now: datetime | None = None) -> list[str]:
 
 def all_groups() -> list[Group]:
     return list(Group.objects.order_by("name"))
+
+
+# Quotas ------------------------------------------------------------------------------------------
+
+def save_quota(actor: Actor, *, user=None, group: Group | None = None,  # type: ignore[no-untyped-def]
+               limits: dict[str, int | None]) -> Quota | None:
+    """Set the limits of one user or one group; with every limit empty, the quota is removed."""
+    with audited(actor, "quota.set") as target:
+        target.set(kind="quota", ident=(user or group).pk if (user or group) else "",
+                   text=f"user {user.get_username()}" if user is not None else f"group {group.name}" if group else "")
+        policy.require_admin(actor.user)
+        if (user is None) == (group is None):
+            raise VirtError("Choose either a user or a group.", errors.INVALID)
+        values = {k: limits.get(k) for k in Quota.LIMITS}
+        owner = {"user": user} if user is not None else {"group": group}
+        if all(v is None for v in values.values()):
+            Quota.objects.filter(**owner).delete()
+            target.detail.append("no limits")
+            return None
+        quota, _ = Quota.objects.update_or_create(**owner, defaults=values)
+        target.detail.append(", ".join(f"{k}={'unlimited' if v is None else v}" for k, v in values.items()))
+        return quota
+

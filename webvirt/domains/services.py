@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -52,8 +52,14 @@ def store_snapshot(host: Host, snap: DomainSnapshot) -> Domain:
         row = Domain(host=host, uuid=snap.uuid, state_changed=timezone.now())
         for name in CACHED_FIELDS:
             setattr(row, name, getattr(snap, name))
-        row.save()
-        return row
+        try:
+            with transaction.atomic():
+                row.save()
+            return row
+        except IntegrityError:
+            # The watcher stored it first, from libvirt's event (a clone job and the watcher race
+            # for every new domain): update that row instead.
+            row = Domain.objects.get(host=host, uuid=snap.uuid)
     if row.state != snap.state:
         row.state_changed = timezone.now()
     for name in CACHED_FIELDS:
