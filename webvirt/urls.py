@@ -14,4 +14,5 @@ urlpatterns = [
     path("hosts/", include("webvirt.hosts.urls")),
     path("install/", include("webvirt.install.urls")),
     path("jobs/", include("webvirt.jobs.urls")),
+    path("templates/", include("webvirt.catalog.urls")),
 ]

@@ -11,5 +11,7 @@ urlpatterns = [
     path("<int:pk>/xml/", views.domain_xml, name="xml"),
     path("<int:pk>/xml/download/", views.domain_xml_download, name="xml_download"),
     path("<int:pk>/undefine/", views.domain_undefine, name="undefine"),
+    path("<int:pk>/remove/", views.domain_remove, name="remove"),
+    path("<int:pk>/extend/", views.domain_extend, name="extend"),
     path("<int:pk>/<str:verb>/", views.domain_action, name="action"),
 ]

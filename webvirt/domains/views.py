@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -79,6 +80,8 @@ def domain_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
 def domain_xml(request: HttpRequest, pk: int) -> HttpResponse:
     """View and edit the domain's XML. A definition libvirt rejects is shown again with its reason."""
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
+    if not policy.can(request.user, policy.CHANGE, domain):
+        raise PermissionDenied("Only administrators may edit a domain's XML.")  # owners see it, not edit it
     actor = Actor.from_request(request)
     form = XMLForm(request.POST or None)
     error = None
@@ -143,3 +146,35 @@ def domain_undefine(request: HttpRequest, pk: int) -> HttpResponse:
             show_error(request, exc)
     details = services.details(actor, domain)
     return render(request, "domains/undefine.html", {"domain": domain, "form": form, "details": details})
+
+
+def domain_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    """An owner's delete: force off, undefine and delete its volumes, after a confirmation page."""
+    domain = visible_or_404(request, Domain.objects.select_related("host", "template"), pk)
+    if request.method == "POST":
+        try:
+            deleted = services.remove(Actor.from_request(request), domain)
+            messages.success(request, f"{domain.name} is deleted, with {len(deleted)} disk volume(s).")
+            return redirect(reverse("domains:list"))
+        except (VirtError, Denied) as exc:
+            show_error(request, exc)
+    return render(request, "domains/remove.html", {"domain": domain})
+
+
+@require_POST
+def domain_extend(request: HttpRequest, pk: int) -> HttpResponse:
+    """Move a clone's expiry (owners within the template's limit)."""
+    from webvirt.catalog.forms import ExtendForm
+    from webvirt.catalog.services import extend_expiry
+
+    domain = visible_or_404(request, Domain.objects.select_related("host", "template", "job"), pk)
+    form = ExtendForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the new expiry as a date and a time.")
+        return redirect(domain)
+    try:
+        extend_expiry(Actor.from_request(request), domain, form.cleaned_data["expires_at"])
+        messages.success(request, f"{domain.name} now expires at {form.cleaned_data['expires_at']:%Y-%m-%d %H:%M}.")
+    except (VirtError, Denied) as exc:
+        show_error(request, exc)
+    return redirect(domain)

@@ -1,0 +1,165 @@
+"""Forms of the catalog pages: making, registering and editing templates, cloning, quotas, expiry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from webvirt.catalog import services
+from webvirt.catalog.models import Quota, Template
+from webvirt.hosts.models import Host
+from webvirt.virt import clone as virt_clone
+from webvirt.virt.errors import VirtError
+
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+DEFAULT_LIFETIME_DAYS = 7
+
+
+class LocalDateTimeInput(forms.DateTimeInput):
+    input_type = "datetime-local"
+
+    def __init__(self, attrs: dict | None = None) -> None:
+        super().__init__(attrs=attrs, format=LOCAL_FORMAT)
+
+
+def local(value):  # type: ignore[no-untyped-def]
+    """A moment as a datetime-local input shows it, in the site's time zone, to the minute."""
+    return timezone.localtime(value).strftime(LOCAL_FORMAT)
+
+
+class TemplateForm(forms.Form):
+    """Name, description, OS, lifetime and grants: making a template and editing one."""
+
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"autofocus": True}))
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "class": "prose"}))
+    os = forms.CharField(label="OS", max_length=100, required=False,
+                         widget=forms.TextInput(attrs={"placeholder": "Debian 12"}))
+    max_lifetime_days = forms.IntegerField(label="Max lifetime (days)", min_value=1, max_value=3650, initial=30,
+                                           help_text="Owners may extend a clone's expiry up to this many days "
+                                                     "after it was made.")
+    users = forms.ModelMultipleChoiceField(queryset=get_user_model().objects.none(), required=False,
+                                           widget=forms.CheckboxSelectMultiple, label="Users who may clone it")
+    groups = forms.ModelMultipleChoiceField(queryset=Group.objects.none(), required=False,
+                                            widget=forms.CheckboxSelectMultiple, label="Groups who may clone it")
+
+    def __init__(self, *args, template: Template | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if template is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": template.name, "description": template.description, "os": template.os,
+                                 "max_lifetime_days": template.max_lifetime_days, "users": template.users.all(),
+                                 "groups": template.groups.all()}
+        super().__init__(*args, **kwargs)
+        # Administrators may clone everything already; granting them a template would mean nothing.
+        self.fields["users"].queryset = get_user_model().objects.filter(
+            is_active=True, is_staff=False, is_superuser=False).order_by("username")
+        self.fields["groups"].queryset = Group.objects.order_by("name")
+
+    def to_data(self) -> services.TemplateData:
+        d = self.cleaned_data
+        return services.TemplateData(name=d["name"], description=d["description"], os=d["os"],
+                                     max_lifetime_days=d["max_lifetime_days"], users=list(d["users"]),
+                                     groups=list(d["groups"]))
+
+
+class RegisterForm(TemplateForm):
+    """A template from a disk image already in a pool, with the settings its clones get."""
+
+    host = forms.ModelChoiceField(queryset=Host.objects.none(), empty_label=None)
+    volume_path = forms.CharField(label="Disk volume", max_length=500,
+                                  widget=forms.TextInput(attrs={"placeholder": "/var/lib/libvirt/images/debian.qcow2",
+                                                                "spellcheck": "false", "list": "volumes"}),
+                                  help_text="The path of a volume in one of the host's storage pools. It becomes "
+                                            "the read-only base of every clone.")
+    vcpus = forms.IntegerField(label="vCPUs", min_value=1, max_value=512, initial=1)
+    memory_mib = forms.IntegerField(label="Memory (MiB)", min_value=16, initial=1024)
+    network = forms.CharField(max_length=100, required=False, initial="default",
+                              help_text="A libvirt network on the host; empty for no network interface.")
+
+    field_order = ["host", "volume_path", "name", "description", "os", "vcpus", "memory_mib", "network",
+                   "max_lifetime_days", "users", "groups"]
+
+    def __init__(self, *args, hosts=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["host"].queryset = hosts if hosts is not None else Host.objects.none()
+        self.fields["name"].widget.attrs.pop("autofocus", None)
+
+
+class CloneForm(forms.Form):
+    count = forms.IntegerField(label="How many", initial=1,
+                               widget=forms.NumberInput(attrs={"min": 1, "max": services.MAX_CLONES}))
+    name_pattern = forms.CharField(max_length=80, help_text="{n} is replaced by the number: {n:02} gives 01, 02…",
+                                   widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    mode = forms.ChoiceField(choices=[("linked", "Linked: an overlay on the template's disk (seconds, little disk)"),
+                                      ("full", "Full: a copy of every disk (slower, independent)")],
+                             initial="linked", widget=forms.RadioSelect)
+    start = forms.BooleanField(required=False, initial=True, label="Start them when they are made")
+    expires_at = forms.DateTimeField(label="Expires at", required=False, input_formats=[LOCAL_FORMAT],
+                                     widget=LocalDateTimeInput())
+
+    def __init__(self, *args, template: Template, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        now = timezone.now()
+        kwargs.setdefault("initial", {
+            "name_pattern": f"{template.name}-{{n:02}}",
+            "expires_at": local(now + timedelta(days=min(DEFAULT_LIFETIME_DAYS, template.max_lifetime_days))),
+        })
+        super().__init__(*args, **kwargs)
+        self.template = template
+        latest = now + timedelta(days=template.max_lifetime_days)
+        self.fields["expires_at"].widget.attrs.update({"min": local(now), "max": local(latest)})
+        self.fields["expires_at"].help_text = (f"At most {template.max_lifetime_days} days from now "
+                                               f"({local(latest).replace('T', ' ')}). Empty: never.")
+
+    def clean_count(self) -> int:
+        count = self.cleaned_data["count"]
+        if not 1 <= count <= services.MAX_CLONES:
+            raise forms.ValidationError(f"Ask for between 1 and {services.MAX_CLONES} clones at a time.")
+        return count
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "count" in data and "name_pattern" in data:
+            try:
+                virt_clone.clone_names(data["name_pattern"], data["count"])
+            except VirtError as exc:
+                self.add_error("name_pattern", exc.message)
+        return data
+
+    def to_request(self) -> services.CloneRequest:
+        d = self.cleaned_data
+        return services.CloneRequest(count=d["count"], name_pattern=d["name_pattern"], mode=d["mode"],
+                                     start=d["start"], expires_at=d["expires_at"])
+
+
+class QuotaForm(forms.Form):
+    """Limits for one user or one group; an empty limit means no limit."""
+
+    user = forms.ModelChoiceField(queryset=get_user_model().objects.none(), required=False, empty_label="—")
+    group = forms.ModelChoiceField(queryset=Group.objects.none(), required=False, empty_label="—")
+    instances = forms.IntegerField(label="Machines", min_value=0, required=False)
+    vcpus = forms.IntegerField(label="vCPUs", min_value=0, required=False)
+    memory_mib = forms.IntegerField(label="Memory (MiB)", min_value=0, required=False)
+    disk_gib = forms.IntegerField(label="Disk (GiB)", min_value=0, required=False,
+                                  help_text="Full clones count their disks; linked clones almost nothing.")
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        self.fields["group"].queryset = Group.objects.order_by("name")
+        for key in Quota.LIMITS:
+            self.fields[key].widget.attrs["placeholder"] = "unlimited"
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if bool(data.get("user")) == bool(data.get("group")):
+            raise forms.ValidationError("Choose either a user or a group.")
+        return data
+
+    def limits(self) -> dict[str, int | None]:
+        return {k: self.cleaned_data.get(k) for k in Quota.LIMITS}
+
+
+class ExtendForm(forms.Form):
+    expires_at = forms.DateTimeField(label="New expiry", input_formats=[LOCAL_FORMAT], widget=LocalDateTimeInput())
