@@ -154,3 +154,13 @@ def live_stack(transactional_db, tmp_path):  # type: ignore[no-untyped-def]
     yield stack
     watcher.stop()
     web.stop()
+
+
+@pytest.fixture
+def worker(live_stack):  # type: ignore[no-untyped-def]
+    """A real Celery worker beside live_stack's web server and watcher, on the same database and Redis."""
+    from tests import live
+
+    process = live.start_worker(live_stack.log_dir)
+    yield process
+    process.stop()

@@ -10,6 +10,12 @@ import pytest
 from webvirt.domains.services import sync_host
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):  # type: ignore[no-untyped-def]
+    """These tests make several users each; a deliberately slow password hash would cost seconds."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def base_volume(test_conn):  # type: ignore[no-untyped-def]
     """A qcow2 volume in the test driver's dir pool, to be a template's disk."""
@@ -61,3 +67,84 @@ def cleanup_clones(test_conn):  # type: ignore[no-untyped-def]
     for vol in pool.listAllVolumes(0):
         if any(vol.name().startswith(p) for p in prefixes):
             vol.delete(0)
+
+
+# People and templates ------------------------------------------------------------------------------
+
+@pytest.fixture
+def bob(db):  # type: ignore[no-untyped-def]
+    """A self-service user; tests grant him templates by name."""
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("bob", "", "bob-password-1")
+
+
+@pytest.fixture
+def dave(db):  # type: ignore[no-untyped-def]
+    """A self-service user in the group 'teachers'."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user("dave", "", "dave-password-1")
+    user.groups.add(Group.objects.create(name="teachers"))
+    return user
+
+
+def client_for(user):  # type: ignore[no-untyped-def]
+    """A browser-like client logged in as `user` (HTML pages, session authentication)."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def api_for(user):  # type: ignore[no-untyped-def]
+    """An API client authenticating as `user` with a token, the way scripts do."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def template(admin, template_source, cleanup_clones):  # type: ignore[no-untyped-def]
+    """A template made from `template_source` (1 vCPU, 128 MiB, a 64 MiB qcow2 disk), granted to nobody yet.
+    Its clones are named after it and removed after the test."""
+    from webvirt.accounts.policy import Actor
+    from webvirt.catalog import services
+
+    made = services.make_template(Actor(user=admin), template_source, services.TemplateData(
+        name=f"tpl-{uuidlib.uuid4().hex[:6]}", description="A small test machine", os="Test OS",
+        max_lifetime_days=10))
+    cleanup_clones.append(made.name)
+    return made
+
+
+def clone(user, template, count=1, pattern=None, **extra):  # type: ignore[no-untyped-def]
+    """Ask for clones through the API as `user`; returns the response."""
+    body = {"count": count, "name_pattern": pattern or f"{template.name}-{{n:02}}", "mode": "linked",
+            "start": False, **extra}
+    return api_for(user).post(f"/api/v1/templates/{template.pk}/clone/", body, format="json")
+
+
+def run(response):  # type: ignore[no-untyped-def]
+    """Run the job a clone request started, here and now; returns the Job row."""
+    from webvirt.jobs import runner
+    from webvirt.jobs.models import Job
+
+    assert response.status_code == 202, response.json()
+    runner.execute(response.json()["job"])
+    return Job.objects.get(pk=response.json()["job"])
+
+
+def pool_volumes(test_conn, prefix: str) -> list[str]:
+    pool = test_conn.storagePoolLookupByName("default-pool")
+    pool.refresh(0)
+    return sorted(v.name() for v in pool.listAllVolumes(0) if v.name().startswith(prefix))
+
+
+def domain_names(test_conn, prefix: str) -> list[str]:
+    return sorted(d.name() for d in test_conn.listAllDomains(0) if d.name().startswith(prefix))

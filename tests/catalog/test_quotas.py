@@ -1,0 +1,109 @@
+"""Quotas per user and per group: refused with a clear 409 before anything starts, and held under concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from tests.catalog.conftest import api_for, client_for, clone, run
+from webvirt.accounts.models import AuditEntry
+from webvirt.catalog.models import Quota
+from webvirt.domains.models import Domain
+from webvirt.jobs.models import Job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(("limit", "value", "count", "mode", "says"), [
+    ("instances", 2, 3, "linked", "That needs 3 instances, but your quota has 2 left (of 2)."),
+    ("vcpus", 1, 2, "linked", "That needs 2 vCPUs, but your quota has 1 left (of 1)."),
+    ("memory_mib", 200, 2, "linked", "That needs 256 MiB of memory, but your quota has 200 left (of 200)."),
+    ("disk_gib", 0, 1, "full", "That needs 0.06 GiB of disk, but your quota has 0 left (of 0)."),
+])
+def test_a_user_quota_refuses_what_does_not_fit_with_a_clear_409(template, bob, limit, value, count, mode, says):
+    template.users.add(bob)
+    Quota.objects.create(user=bob, **{limit: value})
+    response = clone(bob, template, count=count, mode=mode)
+    assert response.status_code == 409
+    assert response.json()["error"].startswith(says)
+    assert not Job.objects.exists() and not Domain.objects.filter(template=template).exists()
+
+
+@pytest.mark.parametrize(("limit", "value", "count", "mode"), [
+    ("instances", 1, 2, "linked"), ("vcpus", 1, 2, "linked"), ("memory_mib", 128, 2, "linked"),
+    ("disk_gib", 0, 1, "full"),
+])
+def test_a_group_quota_refuses_what_does_not_fit_naming_the_group(template, dave, limit, value, count, mode):
+    group = dave.groups.get()
+    template.groups.add(group)
+    Quota.objects.create(group=group, **{limit: value})
+    response = clone(dave, template, count=count, mode=mode)
+    assert response.status_code == 409
+    assert "group teachers's quota" in response.json()["error"]
+    assert not Job.objects.exists()
+
+
+def test_the_quota_counts_clones_already_made_and_the_form_shows_what_is_left(template, bob):
+    template.users.add(bob)
+    Quota.objects.create(user=bob, instances=3, vcpus=10)
+    assert run(clone(bob, template, count=2)).state == Job.SUCCEEDED
+    assert api_for(bob).get("/api/v1/templates/quota/").json() == {
+        "instances": 1, "vcpus": 8, "memory_mib": None, "disk_gib": None}
+    page = client_for(bob).get(f"/templates/{template.pk}/").content.decode()
+    assert '<dd data-left="machines">1</dd>' in page and '<dd data-left="vcpus">8</dd>' in page
+    assert '<dd data-left="memory">unlimited</dd>' in page
+    response = clone(bob, template, count=2, pattern=f"{template.name}-x{{n}}")
+    assert response.status_code == 409 and "has 1 left (of 3)" in response.json()["error"]
+
+
+def test_two_concurrent_requests_cannot_together_exceed_the_quota(template, bob):
+    """Two API clients post at the same moment; the quota (3 machines) fits one request of 2, not both."""
+    template.users.add(bob)
+    Quota.objects.create(user=bob, instances=3)
+    clients = [api_for(bob), api_for(bob)]
+    barrier = threading.Barrier(2)
+    answers: list[int] = []
+
+    def ask(i: int) -> None:
+        try:
+            barrier.wait()
+            response = clients[i].post(f"/api/v1/templates/{template.pk}/clone/", {
+                "count": 2, "name_pattern": f"{template.name}-t{i}-{{n}}", "mode": "linked", "start": False},
+                format="json")
+            answers.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers) == [202, 409], answers
+    assert sum(j.reserved["instances"] for j in Job.objects.all()) == 2
+
+
+def test_an_administrator_sets_and_removes_quotas_on_the_quotas_page(admin_client, bob, dave):
+    response = admin_client.post("/templates/quotas/", {"user": bob.pk, "instances": 5, "vcpus": "",
+                                                        "memory_mib": 4096, "disk_gib": ""}, follow=True)
+    assert "The quota of user bob is saved." in response.content.decode()
+    assert (bob.quota.instances, bob.quota.vcpus, bob.quota.memory_mib) == (5, None, 4096)
+    group = dave.groups.get()
+    admin_client.post("/templates/quotas/", {"group": group.pk, "disk_gib": 20})
+    assert Quota.objects.get(group=group).disk_gib == 20
+    page = admin_client.get("/templates/quotas/").content.decode()
+    assert "bob" in page and "teachers" in page
+    response = admin_client.post("/templates/quotas/", {"user": bob.pk}, follow=True)
+    assert "User bob has no quota now: no limits." in response.content.decode()
+    assert not Quota.objects.filter(user=bob).exists()
+    assert AuditEntry.objects.filter(action="quota.set", outcome="ok").count() == 3
+
+
+def test_the_quotas_page_wants_a_user_or_a_group_and_hides_from_non_admins(admin_client, bob, dave):
+    response = admin_client.post("/templates/quotas/", {"user": bob.pk, "group": dave.groups.get().pk})
+    assert "Choose either a user or a group." in response.content.decode()
+    assert not Quota.objects.exists()
+    assert client_for(bob).get("/templates/quotas/").status_code == 404
+    assert client_for(bob).post("/templates/quotas/", {"user": bob.pk}).status_code == 404
