@@ -1,0 +1,135 @@
+"""Attaching and detaching a domain's disks and network interfaces, and changing CD-ROM media.
+
+Each change reaches the running domain (VIR_DOMAIN_AFFECT_LIVE) and its persistent definition
+(VIR_DOMAIN_AFFECT_CONFIG), as far as the domain's state allows.
+"""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import quoteattr
+
+import libvirt
+
+from webvirt.virt import domains as virt_domains
+from webvirt.virt import errors
+from webvirt.virt.domainxml import Domain as DomainXML
+from webvirt.virt.errors import VirtError
+from webvirt.virt.storage import Volume
+
+BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
+
+
+def _flags(dom: libvirt.virDomain) -> int:
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG if dom.isPersistent() else 0
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    return flags
+
+
+def _doc(dom: libvirt.virDomain) -> DomainXML:
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() and not dom.isActive() else 0
+    return DomainXML.from_string(dom.XMLDesc(flags))  # type: ignore[return-value]
+
+
+def next_target(doc: DomainXML, bus: str) -> str:
+    prefix = BUSES.get(bus, "vd")
+    used = {d.target_dev for d in doc.disks}
+    for letter in "abcdefghijklmnopqrstuvwxyz":
+        if prefix + letter not in used:
+            return prefix + letter
+    raise VirtError(f"The domain has no free {bus} disk slot left.", errors.CONFLICT)
+
+
+def _run(dom: libvirt.virDomain, verb: str, fn: str, xml: str) -> None:
+    try:
+        getattr(dom, fn)(xml, _flags(dom))
+    except libvirt.libvirtError as exc:
+        failure = errors.from_libvirt(exc)
+        raise VirtError(f"libvirt could not {verb}: {failure.message}", failure.kind, detail=str(exc)) from None
+
+
+def attach_volume(conn: libvirt.virConnect, uuid: str, volume_path: str, bus: str = "virtio",
+                  readonly: bool = False) -> str:
+    """Attach a volume (by path) as a disk; returns the target device it got (vdb, sdc...)."""
+    if bus not in BUSES:
+        raise VirtError(f"'{bus}' is not a disk bus webvirt offers. Use one of: {', '.join(BUSES)}.", errors.INVALID)
+    dom = virt_domains.lookup(conn, uuid)
+    try:
+        vol = conn.storageVolLookupByPath(volume_path)
+    except libvirt.libvirtError:
+        raise VirtError(f"No storage pool on this host has a volume at {volume_path}.", errors.NOT_FOUND) from None
+    doc = _doc(dom)
+    if any(d.source == volume_path for d in doc.disks):
+        raise VirtError(f"{dom.name()} already has {volume_path} as a disk.", errors.CONFLICT)
+    fmt = Volume.from_string(vol.XMLDesc(0)).format or "raw"  # type: ignore[attr-defined]
+    target = next_target(doc, bus)
+    kind, attr = ("block", "dev") if volume_path.startswith("/dev/") else ("file", "file")
+    xml = (f"<disk type='{kind}' device='disk'><driver name='qemu' type={quoteattr(fmt)}/>"
+           f"<source {attr}={quoteattr(volume_path)}/><target dev='{target}' bus={quoteattr(bus)}/>"
+           f"{'<readonly/>' if readonly else ''}</disk>")
+    _run(dom, f"attach {volume_path} to {dom.name()}", "attachDeviceFlags", xml)
+    return target
+
+
+def detach_disk(conn: libvirt.virConnect, uuid: str, target: str) -> str:
+    dom = virt_domains.lookup(conn, uuid)
+    for disk in _doc(dom).disks:
+        if disk.target_dev == target:
+            _run(dom, f"detach disk {target} from {dom.name()}", "detachDeviceFlags", disk.to_string())
+            return disk.source
+    raise VirtError(f"{dom.name()} has no disk {target}.", errors.NOT_FOUND)
+
+
+def attach_interface(conn: libvirt.virConnect, uuid: str, network: str, model: str = "virtio",
+                     mac: str = "") -> str:
+    """Attach a network interface on libvirt network `network`; returns its MAC address."""
+    dom = virt_domains.lookup(conn, uuid)
+    try:
+        conn.networkLookupByName(network)
+    except libvirt.libvirtError:
+        raise VirtError(f"The host has no network named '{network}'.", errors.NOT_FOUND) from None
+    mac_xml = f"<mac address={quoteattr(mac.strip().lower())}/>" if mac.strip() else ""
+    xml = (f"<interface type='network'>{mac_xml}<source network={quoteattr(network)}/>"
+           f"<model type={quoteattr(model or 'virtio')}/></interface>")
+    before = {i.mac for i in _doc(dom).interfaces}
+    _run(dom, f"attach an interface on {network} to {dom.name()}", "attachDeviceFlags", xml)
+    added = [i.mac for i in _doc(dom).interfaces if i.mac not in before]
+    return added[0] if added else mac
+
+
+def detach_interface(conn: libvirt.virConnect, uuid: str, mac: str) -> str:
+    dom = virt_domains.lookup(conn, uuid)
+    for iface in _doc(dom).interfaces:
+        if (iface.mac or "").lower() == mac.strip().lower():
+            _run(dom, f"detach interface {mac} from {dom.name()}", "detachDeviceFlags", iface.to_string())
+            return iface.source
+    raise VirtError(f"{dom.name()} has no interface with MAC address {mac}.", errors.NOT_FOUND)
+
+
+def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str = "") -> None:
+    """Put an ISO (by path) into CD-ROM `target`, or eject it when `iso_path` is empty."""
+    dom = virt_domains.lookup(conn, uuid)
+    for disk in _doc(dom).disks:
+        if disk.target_dev == target:
+            if disk.device != "cdrom":
+                raise VirtError(f"{target} of {dom.name()} is a {disk.device or 'disk'}, not a CD-ROM.",
+                                errors.INVALID)
+            break
+    else:
+        raise VirtError(f"{dom.name()} has no CD-ROM {target}.", errors.NOT_FOUND)
+    if iso_path:
+        try:
+            conn.storageVolLookupByPath(iso_path)
+        except libvirt.libvirtError:
+            raise VirtError(f"No storage pool on this host has a volume at {iso_path}.", errors.NOT_FOUND) from None
+    source = disk.node.find("./source")
+    if source is not None:
+        disk.node.remove(source)
+    if iso_path:
+        from lxml import etree
+
+        node = etree.Element("source", file=iso_path)
+        driver = disk.node.find("./driver")
+        (driver.addnext(node) if driver is not None else disk.node.insert(0, node))
+    verb = f"put {iso_path} into {target}" if iso_path else f"eject {target}"
+    _run(dom, f"{verb} of {dom.name()}", "updateDeviceFlags", disk.to_string())

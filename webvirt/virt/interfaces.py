@@ -1,0 +1,168 @@
+"""Host interfaces (virsh iface-*): list, XML, and defining, starting and stopping bridges where supported.
+
+libvirt on Debian uses the udev backend, which lists interfaces but cannot define, start or stop them;
+netcf hosts (and the test driver) can. Unsupported calls become one clear VirtError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from xml.sax.saxutils import quoteattr
+
+import libvirt
+from lxml import etree
+
+from webvirt.virt import errors
+from webvirt.virt.errors import VirtError
+from webvirt.virt.storage import check_name
+from webvirt.virt.xmlobj import XMLObject, XMLProperty
+
+UNSUPPORTED = ("This host's libvirt can list its interfaces but not {verb} them (its interface backend is udev, "
+               "not netcf). Configure bridges with the host's own network tools instead, for example "
+               "/etc/network/interfaces or NetworkManager.")
+
+
+class Interface(XMLObject):
+    tag = "interface"
+    type = XMLProperty[str]("@type")
+    name = XMLProperty[str]("@name")
+    mac = XMLProperty[str]("./mac/@address")
+    link_state = XMLProperty[str]("./link/@state")
+    start_mode = XMLProperty[str]("./start/@mode")
+
+    @property
+    def addresses(self) -> list[str]:
+        found = []
+        for ip in self.node.findall("./protocol/ip"):
+            address = ip.get("address")
+            if address:
+                found.append(f"{address}/{ip.get('prefix')}" if ip.get("prefix") else address)
+        return found
+
+    @property
+    def members(self) -> list[str]:
+        return [n.get("name", "") for n in self.node.findall("./bridge/interface")]
+
+
+@dataclass
+class InterfaceInfo:
+    name: str
+    mac: str
+    active: bool
+    type: str
+    addresses: list[str]
+    members: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _unsupported(exc: libvirt.libvirtError) -> bool:
+    return exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED)
+
+
+def _info(iface: libvirt.virInterface) -> InterfaceInfo:
+    doc = Interface.from_string(iface.XMLDesc(0))
+    return InterfaceInfo(name=iface.name(), mac=iface.MACString() or doc.mac or "", active=bool(iface.isActive()),  # type: ignore[attr-defined]
+                         type=doc.type or "", addresses=doc.addresses, members=doc.members)  # type: ignore[attr-defined]
+
+
+def list_interfaces(conn: libvirt.virConnect) -> list[InterfaceInfo]:
+    try:
+        ifaces = conn.listAllInterfaces(0)
+    except libvirt.libvirtError as exc:
+        if _unsupported(exc):
+            raise VirtError("This host's libvirt cannot list its network interfaces.", errors.UNSUPPORTED) from None
+        raise
+    return sorted((_info(i) for i in ifaces), key=lambda i: i.name)
+
+
+def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virInterface:
+    try:
+        return conn.interfaceLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (libvirt.VIR_ERR_NO_INTERFACE, libvirt.VIR_ERR_INVALID_ARG):
+            raise VirtError(f"The host has no interface named '{name}'.", errors.NOT_FOUND) from None
+        raise
+
+
+def interface_xml(conn: libvirt.virConnect, name: str) -> str:
+    return lookup(conn, name).XMLDesc(0)
+
+
+def bridge_xml(name: str, members: list[str], stp: bool = False, start_mode: str = "none") -> str:
+    check_name(name, "bridge")
+    ports = "".join(f"<interface type='ethernet' name={quoteattr(m.strip())}/>" for m in members if m.strip())
+    root = etree.fromstring(f"<interface type='bridge'><start mode={quoteattr(start_mode)}/>"
+                            f"<bridge stp={quoteattr('on' if stp else 'off')} delay='0'>{ports}</bridge>"
+                            "</interface>".encode())
+    root.set("name", name.strip())
+    return etree.tostring(root, encoding="unicode")
+
+
+def define_bridge(conn: libvirt.virConnect, name: str, members: list[str], stp: bool = False,
+                  start: bool = False) -> InterfaceInfo:
+    try:
+        conn.interfaceLookupByName(name)
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise VirtError(f"The host already has an interface named '{name}'.", errors.CONFLICT)
+    try:
+        iface = conn.interfaceDefineXML(bridge_xml(name, members, stp), 0)
+    except libvirt.libvirtError as exc:
+        if _unsupported(exc):
+            raise VirtError(UNSUPPORTED.format(verb="define"), errors.UNSUPPORTED, detail=str(exc)) from None
+        raise
+    if start:
+        try:
+            iface.create(0)
+        except libvirt.libvirtError as exc:
+            iface.undefine()
+            raise errors.from_libvirt(exc) from None
+    return _info(iface)
+
+
+def _change(conn: libvirt.virConnect, name: str, verb: str, fn_name: str, *args: int) -> InterfaceInfo | None:
+    iface = lookup(conn, name)
+    try:
+        getattr(iface, fn_name)(*args)
+    except libvirt.libvirtError as exc:
+        if _unsupported(exc):
+            raise VirtError(UNSUPPORTED.format(verb=verb), errors.UNSUPPORTED, detail=str(exc)) from None
+        raise
+    return None if fn_name == "undefine" else _info(iface)
+
+
+def start(conn: libvirt.virConnect, name: str) -> InterfaceInfo:
+    if lookup(conn, name).isActive():
+        raise VirtError(f"Interface {name} is already up.", errors.STATE)
+    return _change(conn, name, "start", "create", 0)  # type: ignore[return-value]
+
+
+def stop(conn: libvirt.virConnect, name: str) -> InterfaceInfo:
+    if not lookup(conn, name).isActive():
+        raise VirtError(f"Interface {name} is already down.", errors.STATE)
+    return _change(conn, name, "stop", "destroy", 0)  # type: ignore[return-value]
+
+
+def undefine(conn: libvirt.virConnect, name: str) -> None:
+    if lookup(conn, name).isActive():
+        raise VirtError(f"Interface {name} is up; stop it before removing its definition.", errors.STATE)
+    _change(conn, name, "remove", "undefine")
+
+
+def redefine(conn: libvirt.virConnect, name: str, xml: str) -> InterfaceInfo:
+    """Replace an interface's definition; a rejected or unsupported edit changes nothing."""
+    lookup(conn, name)
+    doc = Interface.from_string(xml)
+    if doc.name != name:  # type: ignore[attr-defined]
+        raise VirtError(f"The edited XML names the interface '{doc.name}'. Keep name='{name}'.",  # type: ignore[attr-defined]
+                        errors.INVALID)
+    try:
+        conn.interfaceDefineXML(doc.to_string(), 0)
+    except libvirt.libvirtError as exc:
+        if _unsupported(exc):
+            raise VirtError(UNSUPPORTED.format(verb="redefine"), errors.UNSUPPORTED, detail=str(exc)) from None
+        raise
+    return _info(lookup(conn, name))

@@ -1,0 +1,650 @@
+"""Storage pools and volumes: XML objects, builders, and the operations webvirt offers. No Django here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import BinaryIO
+from xml.sax.saxutils import quoteattr
+
+import libvirt
+from lxml import etree
+
+from webvirt.virt import errors
+from webvirt.virt.domainxml import Domain as DomainXML
+from webvirt.virt.errors import VirtError
+from webvirt.virt.xmlobj import XMLObject, XMLProperty
+
+POOL_TYPES = ("dir", "netfs", "logical", "iscsi", "disk")
+POOL_LABELS = {"dir": "directory", "netfs": "network file system (NFS)", "logical": "LVM volume group",
+               "iscsi": "iSCSI target", "disk": "whole disk (partitions)", "fs": "file system", "scsi": "SCSI",
+               "mpath": "multipath"}
+FILE_POOLS = ("dir", "fs", "netfs")
+VOLUME_FORMATS = ("qcow2", "raw")
+MIB = 1024 * 1024
+_STATES = {libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive", libvirt.VIR_STORAGE_POOL_BUILDING: "building",
+           libvirt.VIR_STORAGE_POOL_RUNNING: "running", libvirt.VIR_STORAGE_POOL_DEGRADED: "degraded",
+           libvirt.VIR_STORAGE_POOL_INACCESSIBLE: "inaccessible"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+
+
+# XML --------------------------------------------------------------------------------------------
+
+def _bytes(node: etree._Element | None) -> int:
+    if node is None or not (node.text or "").strip():
+        return 0
+    unit = (node.get("unit") or "bytes").lower()
+    scale = {"bytes": 1, "b": 1, "k": 1024, "kib": 1024, "m": MIB, "mib": MIB, "g": 1024**3, "gib": 1024**3,
+             "t": 1024**4, "tib": 1024**4, "kb": 1000, "mb": 1000**2, "gb": 1000**3}.get(unit, 1)
+    return int(node.text.strip()) * scale
+
+
+class Pool(XMLObject):
+    tag = "pool"
+    type = XMLProperty[str]("@type")
+    name = XMLProperty[str]("./name")
+    uuid = XMLProperty[str]("./uuid")
+    target_path = XMLProperty[str]("./target/path")
+    source_host = XMLProperty[str]("./source/host/@name")
+    source_dir = XMLProperty[str]("./source/dir/@path")
+    source_device = XMLProperty[str]("./source/device/@path")
+    source_name = XMLProperty[str]("./source/name")
+    source_format = XMLProperty[str]("./source/format/@type")
+
+    @property
+    def source(self) -> str:
+        if self.source_host:
+            return f"{self.source_host}:{self.source_dir or self.source_device or ''}"
+        return self.source_device or self.source_name or self.source_dir or ""
+
+
+class Volume(XMLObject):
+    tag = "volume"
+    name = XMLProperty[str]("./name")
+    key = XMLProperty[str]("./key")
+    path = XMLProperty[str]("./target/path")
+    format = XMLProperty[str]("./target/format/@type")
+    backing_path = XMLProperty[str]("./backingStore/path")
+    backing_format = XMLProperty[str]("./backingStore/format/@type")
+
+    @property
+    def capacity(self) -> int:
+        return _bytes(self.node.find("./capacity"))
+
+    @property
+    def allocation(self) -> int:
+        return _bytes(self.node.find("./allocation"))
+
+
+# Building ---------------------------------------------------------------------------------------
+
+@dataclass
+class PoolSpec:
+    """What the create form asks for; which fields matter depends on the type."""
+
+    name: str
+    type: str = "dir"
+    target_path: str = ""  # dir, netfs (mount point), iscsi (/dev/disk/by-path), disk (/dev)
+    source_host: str = ""  # netfs, iscsi
+    source_path: str = ""  # netfs: the export; iscsi: the target IQN; disk and logical: a device
+    source_name: str = ""  # logical: the volume group's name
+
+
+def check_name(name: str, what: str) -> str:
+    name = name.strip()
+    if not _NAME.match(name):
+        raise VirtError(f"'{name}' is not a usable {what} name: use letters, digits, '.', '_', '+' and '-', "
+                        "starting with a letter or digit.", errors.INVALID)
+    return name
+
+
+def pool_xml(spec: PoolSpec) -> str:
+    check_name(spec.name, "pool")
+    if spec.type not in POOL_TYPES:
+        raise VirtError(f"'{spec.type}' is not a pool type webvirt makes. Use one of: {', '.join(POOL_TYPES)}.",
+                        errors.INVALID)
+    need = {"dir": ["target_path"], "netfs": ["source_host", "source_path", "target_path"],
+            "logical": ["source_name"], "iscsi": ["source_host", "source_path"], "disk": ["source_path"]}[spec.type]
+    labels = {"target_path": "a target path", "source_host": "a source host", "source_path": "a source path",
+              "source_name": "a volume group name"}
+    for attr in need:
+        if not getattr(spec, attr).strip():
+            raise VirtError(f"A {POOL_LABELS[spec.type]} pool needs {labels[attr]}.", errors.INVALID)
+    if spec.target_path and not spec.target_path.startswith("/"):
+        raise VirtError(f"The target path '{spec.target_path}' must be absolute (start with /).", errors.INVALID)
+    q = {k: quoteattr(v.strip()) for k, v in asdict(spec).items()}
+    source = {
+        "dir": "",
+        "netfs": f"<host name={q['source_host']}/><dir path={q['source_path']}/><format type='nfs'/>",
+        "logical": (f"<device path={q['source_path']}/>" if spec.source_path.strip() else "") + "<format type='lvm2'/>",
+        "iscsi": f"<host name={q['source_host']}/><device path={q['source_path']}/>",
+        "disk": f"<device path={q['source_path']}/><format type='dos'/>",
+    }[spec.type]
+    target = spec.target_path.strip() or {"logical": f"/dev/{spec.source_name.strip()}",
+                                          "iscsi": "/dev/disk/by-path", "disk": "/dev"}.get(spec.type, "")
+    root = etree.fromstring(f"<pool type={quoteattr(spec.type)}><name/><source>{source}</source>"
+                            f"<target><path/></target></pool>".encode())
+    root.find("./name").text = spec.name.strip()
+    root.find("./target/path").text = target
+    if spec.type == "logical":
+        etree.SubElement(root.find("./source"), "name").text = spec.source_name.strip()
+    return etree.tostring(root, encoding="unicode")
+
+
+def volume_xml(name: str, fmt: str, capacity_mib: int) -> str:
+    check_name(name, "volume")
+    if fmt not in VOLUME_FORMATS:
+        raise VirtError(f"'{fmt}' is not a volume format webvirt makes. Use qcow2 or raw.", errors.INVALID)
+    if capacity_mib <= 0:
+        raise VirtError("A volume needs a size of at least 1 MiB.", errors.INVALID)
+    compat = "<compat>1.1</compat>" if fmt == "qcow2" else ""
+    root = etree.fromstring(f"<volume><name/><capacity unit='MiB'>{capacity_mib}</capacity>"
+                            f"<allocation unit='bytes'>0</allocation><target><format type={quoteattr(fmt)}/>"
+                            f"{compat}</target></volume>".encode())
+    root.find("./name").text = name.strip()
+    return etree.tostring(root, encoding="unicode")
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+@dataclass
+class PoolInfo:
+    uuid: str
+    name: str
+    type: str
+    state: str
+    active: bool
+    autostart: bool
+    persistent: bool
+    capacity: int
+    allocation: int
+    available: int
+    target_path: str
+    source: str
+    volumes: int | None
+
+    @property
+    def used_percent(self) -> int:
+        return round(100 * self.allocation / self.capacity) if self.capacity else 0
+
+    @property
+    def type_label(self) -> str:
+        return POOL_LABELS.get(self.type, self.type)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "used_percent": self.used_percent}
+
+
+@dataclass
+class VolumeInfo:
+    name: str
+    pool_uuid: str
+    pool_name: str
+    path: str
+    format: str
+    capacity: int
+    allocation: int
+    backing_path: str
+    used_by: list[str]  # domain names
+    backs: list[str]  # paths of volumes whose backing file this is (linked clones)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pool_lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virStoragePool:
+    try:
+        return conn.storagePoolLookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in (libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_INVALID_ARG):
+            raise VirtError("That storage pool no longer exists on its host.", errors.NOT_FOUND) from None
+        raise
+
+
+def volume_lookup(conn: libvirt.virConnect, pool_uuid: str, name: str) -> libvirt.virStorageVol:
+    pool = pool_lookup(conn, pool_uuid)
+    if not pool.isActive():
+        raise VirtError(f"Pool {pool.name()} is not running; start it to reach its volumes.", errors.STATE)
+    try:
+        return pool.storageVolLookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            raise VirtError(f"Pool {pool.name()} has no volume named '{name}'.", errors.NOT_FOUND) from None
+        raise
+
+
+def pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
+    doc = Pool.from_string(pool.XMLDesc(0))
+    state, capacity, allocation, available = pool.info()
+    active = bool(pool.isActive())
+    volumes = None
+    if active:
+        try:
+            volumes = pool.numOfVolumes()
+        except libvirt.libvirtError:
+            volumes = None
+    return PoolInfo(uuid=pool.UUIDString(), name=pool.name(), type=doc.type or "", state=_STATES.get(state, "unknown"),  # type: ignore[attr-defined]
+                    active=active, autostart=bool(pool.autostart()) if pool.isPersistent() else False,
+                    persistent=bool(pool.isPersistent()), capacity=capacity, allocation=allocation,
+                    available=available, target_path=doc.target_path or "", source=doc.source, volumes=volumes)  # type: ignore[attr-defined]
+
+
+def list_pools(conn: libvirt.virConnect) -> list[PoolInfo]:
+    found = []
+    for pool in conn.listAllStoragePools(0):
+        try:
+            found.append(pool_info(pool))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                raise
+    return sorted(found, key=lambda p: p.name)
+
+
+def get_pool(conn: libvirt.virConnect, uuid: str) -> PoolInfo:
+    return pool_info(pool_lookup(conn, uuid))
+
+
+def offered_types(conn: libvirt.virConnect) -> list[str]:
+    """The pool types webvirt makes that this host's libvirt supports (all of them if it cannot say)."""
+    try:
+        caps = etree.fromstring(conn.getStoragePoolCapabilities(0).encode())
+    except libvirt.libvirtError:
+        return list(POOL_TYPES)
+    supported = {p.get("type") for p in caps.findall("./pool") if p.get("supported") == "yes"}
+    return [t for t in POOL_TYPES if t in supported]
+
+
+def disk_users(conn: libvirt.virConnect) -> dict[str, list[str]]:
+    """Path of every disk source -> names of the domains (any state) that use it."""
+    users: dict[str, list[str]] = {}
+    for dom in conn.listAllDomains(0):
+        try:
+            doc = DomainXML.from_string(dom.XMLDesc(0))
+        except libvirt.libvirtError:
+            continue
+        for disk in doc.disks:  # type: ignore[attr-defined]
+            path = disk.source_file or disk.source_dev
+            if disk.source_pool and disk.source_volume:
+                try:
+                    path = conn.storagePoolLookupByName(disk.source_pool).storageVolLookupByName(
+                        disk.source_volume).path()
+                except libvirt.libvirtError:
+                    path = f"{disk.source_pool}/{disk.source_volume}"
+            if path:
+                users.setdefault(path, []).append(dom.name())
+    return users
+
+
+def backing_users(conn: libvirt.virConnect) -> dict[str, list[str]]:
+    """Backing file path -> paths of the volumes (in any active pool) layered on it."""
+    backs: dict[str, list[str]] = {}
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        for vol in pool.listAllVolumes(0):
+            try:
+                doc = Volume.from_string(vol.XMLDesc(0))
+            except libvirt.libvirtError:
+                continue
+            if doc.backing_path:  # type: ignore[attr-defined]
+                backs.setdefault(doc.backing_path, []).append(vol.path())  # type: ignore[attr-defined]
+    return backs
+
+
+def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol, users: dict[str, list[str]],
+                backs: dict[str, list[str]]) -> VolumeInfo:
+    doc = Volume.from_string(vol.XMLDesc(0))
+    _type, capacity, allocation = vol.info()
+    path = vol.path()
+    return VolumeInfo(name=vol.name(), pool_uuid=pool.UUIDString(), pool_name=pool.name(), path=path,
+                      format=doc.format or "", capacity=capacity, allocation=allocation,  # type: ignore[attr-defined]
+                      backing_path=doc.backing_path or "", used_by=sorted(set(users.get(path, []))),  # type: ignore[attr-defined]
+                      backs=sorted(backs.get(path, [])))
+
+
+def list_volumes(conn: libvirt.virConnect, pool_uuid: str) -> list[VolumeInfo]:
+    pool = pool_lookup(conn, pool_uuid)
+    if not pool.isActive():
+        return []
+    users, backs = disk_users(conn), backing_users(conn)
+    found = []
+    for vol in pool.listAllVolumes(0):
+        try:
+            found.append(volume_info(pool, vol, users, backs))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise
+    return sorted(found, key=lambda v: v.name)
+
+
+def get_volume(conn: libvirt.virConnect, pool_uuid: str, name: str) -> VolumeInfo:
+    vol = volume_lookup(conn, pool_uuid, name)
+    return volume_info(pool_lookup(conn, pool_uuid), vol, disk_users(conn), backing_users(conn))
+
+
+def iso_volumes(conn: libvirt.virConnect) -> list[VolumeInfo]:
+    """Volumes that look like CD/DVD images (*.iso), in every active pool: for changing CD-ROM media."""
+    found = []
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        for vol in pool.listAllVolumes(0):
+            if vol.name().lower().endswith(".iso"):
+                found.append(volume_info(pool, vol, {}, {}))
+    return sorted(found, key=lambda v: (v.pool_name, v.name))
+
+
+def all_volumes(conn: libvirt.virConnect) -> list[VolumeInfo]:
+    """Every volume of every active pool with its users (for attaching disks)."""
+    users = disk_users(conn)
+    found = []
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        for vol in pool.listAllVolumes(0):
+            found.append(volume_info(pool, vol, users, {}))
+    return sorted(found, key=lambda v: (v.pool_name, v.name))
+
+
+def pool_xml_of(conn: libvirt.virConnect, uuid: str, inactive: bool = False) -> str:
+    pool = pool_lookup(conn, uuid)
+    if inactive and pool.isPersistent():
+        try:
+            return pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+    return pool.XMLDesc(0)
+
+
+def volume_xml_of(conn: libvirt.virConnect, pool_uuid: str, name: str) -> str:
+    return volume_lookup(conn, pool_uuid, name).XMLDesc(0)
+
+
+# Pools: changing --------------------------------------------------------------------------------
+
+def _parsed_pool(xml: str) -> Pool:
+    doc = Pool.from_string(xml)
+    if not (doc.name or "").strip():  # type: ignore[attr-defined]
+        raise VirtError("The pool XML needs a <name>.", errors.INVALID)
+    return doc  # type: ignore[return-value]
+
+
+def define_pool(conn: libvirt.virConnect, xml: str, start: bool = True, build: bool = False,
+                autostart: bool = False) -> PoolInfo:
+    """Define a pool, optionally build (e.g. create its directory) and start it; on failure, remove it again."""
+    doc = _parsed_pool(xml)
+    try:
+        conn.storagePoolLookupByName(doc.name)
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise VirtError(f"A storage pool named '{doc.name}' already exists on this host. Choose another name.",
+                        errors.CONFLICT)
+    try:
+        pool = conn.storagePoolDefineXML(doc.to_string(), libvirt.VIR_STORAGE_POOL_DEFINE_VALIDATE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            raise
+        pool = conn.storagePoolDefineXML(doc.to_string(), 0)
+    step = "build"
+    try:
+        if build:
+            # Never overwrite an existing file system or partition table; a directory is simply made.
+            pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE if doc.type in ("disk", "logical", "fs") else 0)  # type: ignore[attr-defined]
+        step = "start"
+        if start:
+            pool.create(0)
+        if autostart:
+            pool.setAutostart(1)
+    except libvirt.libvirtError as exc:
+        for undo in (pool.destroy, pool.undefine):
+            try:
+                undo()
+            except libvirt.libvirtError:
+                pass
+        failure = errors.from_libvirt(exc)
+        raise VirtError(f"libvirt could not {step} pool {doc.name}, so it was not created: {failure.message}",
+                        errors.INVALID if failure.kind == errors.OTHER else failure.kind, detail=str(exc)) from None
+    return pool_info(pool)
+
+
+def start_pool(conn: libvirt.virConnect, uuid: str) -> PoolInfo:
+    pool = pool_lookup(conn, uuid)
+    if pool.isActive():
+        raise VirtError(f"Pool {pool.name()} is already running.", errors.STATE)
+    pool.create(0)
+    return pool_info(pool)
+
+
+def _paths_in_use(conn: libvirt.virConnect, pool: libvirt.virStoragePool, running_only: bool) -> dict[str, list[str]]:
+    if not pool.isActive():
+        return {}
+    users = disk_users(conn)
+    if running_only:
+        running = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        users = {p: [n for n in names if n in running] for p, names in users.items()}
+    paths = {vol.path() for vol in pool.listAllVolumes(0)}
+    return {p: names for p, names in users.items() if p in paths and names}
+
+
+def _describe(in_use: dict[str, list[str]]) -> str:
+    return "; ".join(f"{path} by {', '.join(sorted(set(names)))}" for path, names in sorted(in_use.items())[:5])
+
+
+def stop_pool(conn: libvirt.virConnect, uuid: str) -> PoolInfo:
+    pool = pool_lookup(conn, uuid)
+    if not pool.isActive():
+        raise VirtError(f"Pool {pool.name()} is not running.", errors.STATE)
+    in_use = _paths_in_use(conn, pool, running_only=True)
+    if in_use:
+        raise VirtError(f"Running domains use volumes of pool {pool.name()}: {_describe(in_use)}. "
+                        "Shut them down first.", errors.STATE)
+    pool.destroy()
+    return pool_info(pool)
+
+
+def refresh_pool(conn: libvirt.virConnect, uuid: str) -> PoolInfo:
+    pool = pool_lookup(conn, uuid)
+    if not pool.isActive():
+        raise VirtError(f"Pool {pool.name()} is not running, so there is nothing to refresh.", errors.STATE)
+    pool.refresh(0)
+    return pool_info(pool)
+
+
+def set_pool_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> PoolInfo:
+    pool = pool_lookup(conn, uuid)
+    if not pool.isPersistent():
+        raise VirtError(f"Pool {pool.name()} is transient; only a defined pool can autostart.", errors.STATE)
+    pool.setAutostart(1 if enabled else 0)
+    return pool_info(pool)
+
+
+def delete_pool(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) -> tuple[str, list[str]]:
+    """Remove a pool, and with `delete_volumes` everything in it. Refused while any domain uses a volume of it.
+
+    Returns the pool's name and the paths of the volumes deleted.
+    """
+    pool = pool_lookup(conn, uuid)
+    name = pool.name()
+    in_use = _paths_in_use(conn, pool, running_only=False)
+    if in_use:
+        raise VirtError(f"Domains use volumes of pool {name}: {_describe(in_use)}. Detach those disks or remove "
+                        "the domains first.", errors.STATE)
+    deleted: list[str] = []
+    if delete_volumes:
+        if not pool.isActive():
+            raise VirtError(f"Pool {name} must be running to delete its volumes. Start it first, or delete only "
+                            "the pool's definition.", errors.STATE)
+        for vol in pool.listAllVolumes(0):
+            path = vol.path()
+            vol.delete(0)
+            deleted.append(path)
+        doc = Pool.from_string(pool.XMLDesc(0))
+        if doc.type in FILE_POOLS:  # type: ignore[attr-defined]
+            pool.destroy()
+            try:
+                pool.delete(0)  # the now-empty directory
+            except libvirt.libvirtError:
+                pass
+    if pool.isActive():
+        pool.destroy()
+    if pool.isPersistent():
+        pool.undefine()
+    return name, deleted
+
+
+def redefine_pool(conn: libvirt.virConnect, uuid: str, xml: str) -> PoolInfo:
+    """Replace a pool's definition after libvirt validates it; a rejected edit changes nothing."""
+    pool = pool_lookup(conn, uuid)
+    if not pool.isPersistent():
+        raise VirtError(f"Pool {pool.name()} is transient; its XML cannot be edited.", errors.STATE)
+    doc = _parsed_pool(xml)
+    if doc.uuid is None:
+        doc.uuid = uuid
+    if doc.uuid.lower() != uuid.lower():
+        raise VirtError("The edited XML has a different <uuid>. Keep the pool's own UUID.", errors.INVALID)
+    if doc.name != pool.name():
+        raise VirtError(f"The edited XML renames the pool to '{doc.name}'. Keep <name>{pool.name()}</name>.",
+                        errors.INVALID)
+    try:
+        conn.storagePoolDefineXML(doc.to_string(), libvirt.VIR_STORAGE_POOL_DEFINE_VALIDATE)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG) or \
+                "unsupported flags" not in str(exc):
+            raise
+        conn.storagePoolDefineXML(doc.to_string(), 0)
+    return pool_info(pool)
+
+
+# Volumes: changing ------------------------------------------------------------------------------
+
+def _check_space(pool: libvirt.virStoragePool, needed: int, what: str) -> None:
+    pool.refresh(0)
+    _state, capacity, _allocation, available = pool.info()
+    if needed > available:
+        raise VirtError(f"{what} needs {needed / MIB:,.0f} MiB but pool {pool.name()} has only "
+                        f"{available / MIB:,.0f} MiB free (of {capacity / MIB:,.0f} MiB).", errors.INVALID)
+
+
+def create_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, fmt: str, capacity_mib: int) -> VolumeInfo:
+    pool = pool_lookup(conn, pool_uuid)
+    if not pool.isActive():
+        raise VirtError(f"Pool {pool.name()} is not running; start it first.", errors.STATE)
+    xml = volume_xml(name, fmt, capacity_mib)
+    try:
+        pool.storageVolLookupByName(name.strip())
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise VirtError(f"Pool {pool.name()} already has a volume named '{name}'.", errors.CONFLICT)
+    _check_space(pool, capacity_mib * MIB, f"A {capacity_mib:,} MiB volume")
+    vol = pool.createXML(xml, 0)
+    return volume_info(pool, vol, {}, {})
+
+
+def _users_of(conn: libvirt.virConnect, vol: libvirt.virStorageVol) -> tuple[list[str], list[str]]:
+    path = vol.path()
+    return sorted(set(disk_users(conn).get(path, []))), sorted(backing_users(conn).get(path, []))
+
+
+def delete_volume(conn: libvirt.virConnect, pool_uuid: str, name: str) -> str:
+    """Delete a volume; refused while a domain uses it or a linked clone is layered on it."""
+    vol = volume_lookup(conn, pool_uuid, name)
+    domains, clones = _users_of(conn, vol)
+    if domains:
+        raise VirtError(f"Volume {name} is a disk of {', '.join(domains)}. Detach it or remove "
+                        f"{'that domain' if len(domains) == 1 else 'those domains'} first.", errors.STATE)
+    if clones:
+        raise VirtError(f"Volume {name} is the backing file of {', '.join(clones)}: deleting it would break "
+                        f"{'that linked clone' if len(clones) == 1 else 'those linked clones'}.", errors.STATE)
+    path = vol.path()
+    vol.delete(0)
+    return path
+
+
+def resize_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, capacity_mib: int) -> VolumeInfo:
+    """Grow a volume to `capacity_mib`. Shrinking is refused: it would cut off the data at its end."""
+    pool = pool_lookup(conn, pool_uuid)
+    vol = volume_lookup(conn, pool_uuid, name)
+    _type, capacity, _allocation = vol.info()
+    new = capacity_mib * MIB
+    if new < capacity:
+        raise VirtError(f"Volume {name} is {capacity / MIB:,.0f} MiB; shrinking it would destroy data at its "
+                        "end, so webvirt only grows volumes.", errors.INVALID)
+    if new == capacity:
+        raise VirtError(f"Volume {name} is already {capacity_mib:,} MiB.", errors.INVALID)
+    running = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+    busy = [n for n in _users_of(conn, vol)[0] if n in running]
+    if busy:
+        raise VirtError(f"Volume {name} is a disk of running {', '.join(busy)}; shut it down before resizing.",
+                        errors.STATE)
+    fmt = Volume.from_string(vol.XMLDesc(0)).format  # type: ignore[attr-defined]
+    if fmt != "qcow2":
+        _check_space(pool, new - capacity, f"Growing {name} by {(new - capacity) / MIB:,.0f} MiB")
+    vol.resize(new, 0)
+    return volume_info(pool, vol, {}, {})
+
+
+def clone_plan(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: str) -> tuple[str, int]:
+    """Check that `name` can be copied to `new_name` in the same pool; returns the new path and the size."""
+    pool = pool_lookup(conn, pool_uuid)
+    vol = volume_lookup(conn, pool_uuid, name)
+    new_name = check_name(new_name, "volume")
+    try:
+        pool.storageVolLookupByName(new_name)
+    except libvirt.libvirtError:
+        pass
+    else:
+        raise VirtError(f"Pool {pool.name()} already has a volume named '{new_name}'.", errors.CONFLICT)
+    _type, capacity, allocation = vol.info()
+    _check_space(pool, allocation, f"A copy of {name}")
+    target = Pool.from_string(pool.XMLDesc(0)).target_path or ""  # type: ignore[attr-defined]
+    return f"{target.rstrip('/')}/{new_name}", capacity
+
+
+def clone_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: str) -> VolumeInfo:
+    """A full copy of a volume in the same pool (libvirt's createXMLFrom): may take long; run it in a job."""
+    pool = pool_lookup(conn, pool_uuid)
+    vol = volume_lookup(conn, pool_uuid, name)
+    doc = Volume.from_string(vol.XMLDesc(0))
+    root = etree.fromstring(f"<volume><name/><capacity unit='bytes'>{doc.capacity}</capacity>"  # type: ignore[attr-defined]
+                            f"<target><format type={quoteattr(doc.format or 'raw')}/></target></volume>".encode())  # type: ignore[attr-defined]
+    root.find("./name").text = check_name(new_name, "volume")
+    new = pool.createXMLFrom(etree.tostring(root, encoding="unicode"), vol, 0)
+    return volume_info(pool, new, {}, {})
+
+
+# Streams ----------------------------------------------------------------------------------------
+
+CHUNK = 1024 * 1024
+
+
+def download(conn: libvirt.virConnect, pool_uuid: str, name: str, out: BinaryIO,
+             on_progress: Callable[[int, int], None]) -> int:
+    """Stream a volume's bytes into `out` through libvirt; returns how many were written.
+
+    `on_progress(done, total)` is called after each chunk; total is the volume file's physical size.
+    On any failure the stream is aborted.
+    """
+    vol = volume_lookup(conn, pool_uuid, name)
+    try:
+        total = vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
+    except libvirt.libvirtError:
+        total = vol.info()[1]
+    stream = conn.newStream(0)
+    vol.download(stream, 0, 0, 0)
+    done = 0
+    try:
+        while True:
+            chunk = stream.recv(CHUNK)
+            if not chunk:
+                break
+            if isinstance(chunk, int):
+                raise VirtError("libvirt interrupted the download stream.", errors.OTHER)
+            out.write(chunk)
+            done += len(chunk)
+            on_progress(done, max(total, done))
+        stream.finish()
+    except BaseException:
+        try:
+            stream.abort()
+        except libvirt.libvirtError:
+            pass
+        raise
+    return done
