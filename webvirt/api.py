@@ -72,5 +72,8 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("domains/<int:pk>/console/", ConsoleTicketView.as_view(), name="domain-console"),
     path("", include("webvirt.install.api")),
+    path("", include("webvirt.networks.api")),
+    path("", include("webvirt.storage.api")),
+    path("", include("webvirt.domains.device_api")),
     path("", include(router.urls)),
 ]

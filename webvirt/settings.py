@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "webvirt.consoles",
     "webvirt.jobs",
     "webvirt.catalog",
+    "webvirt.networks",
+    "webvirt.storage",
     "webvirt.install",
 ]
 
@@ -136,6 +138,8 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
     # Expired clones are removed within half a minute of their expiry.
     "expire-clones": {"task": "webvirt.catalog.expire", "schedule": 30.0},
+    # Domains' addresses from DHCP leases reach the list within half a minute of a lease change.
+    "refresh-addresses": {"task": "webvirt.networks.refresh_addresses", "schedule": 30.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -14,5 +14,7 @@ urlpatterns = [
     path("hosts/", include("webvirt.hosts.urls")),
     path("install/", include("webvirt.install.urls")),
     path("jobs/", include("webvirt.jobs.urls")),
+    path("networks/", include("webvirt.networks.urls")),
+    path("storage/", include("webvirt.storage.urls")),
     path("templates/", include("webvirt.catalog.urls")),
 ]

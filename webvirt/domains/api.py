@@ -23,7 +23,7 @@ class DomainSerializer(serializers.ModelSerializer):
     class Meta:
         model = Domain
         fields = ["id", "uuid", "name", "host", "host_name", "state", "reason", "vcpus", "memory_mib",
-                  "autostart", "persistent", "graphics", "state_changed"]
+                  "autostart", "persistent", "graphics", "state_changed", "addresses"]
         read_only_fields = fields
 
 

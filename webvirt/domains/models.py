@@ -35,6 +35,9 @@ class Domain(models.Model):
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="domains")
     disk_gib = models.FloatField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Last known IP addresses [{ip, prefix, family, mac, sources: [lease|agent|arp]}], so lists never ask libvirt.
+    addresses = models.JSONField(default=list, blank=True)
+    addresses_updated = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name", "host__name"]

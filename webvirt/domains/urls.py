@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webvirt.domains import views
+from webvirt.domains import device_views, views
 
 app_name = "domains"
 urlpatterns = [
@@ -13,5 +13,7 @@ urlpatterns = [
     path("<int:pk>/undefine/", views.domain_undefine, name="undefine"),
     path("<int:pk>/remove/", views.domain_remove, name="remove"),
     path("<int:pk>/extend/", views.domain_extend, name="extend"),
+    path("<int:pk>/devices/", device_views.devices_panel, name="devices"),
+    path("<int:pk>/devices/<str:op>/", device_views.device_change, name="device_change"),
     path("<int:pk>/<str:verb>/", views.domain_action, name="action"),
 ]

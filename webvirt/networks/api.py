@@ -1,0 +1,316 @@
+"""REST API for virtual networks and host interfaces.
+
+Listed and created under their host (`/hosts/<id>/networks/`, `/hosts/<id>/interfaces/`), acted on
+by their own composite id (`/networks/<host>:<uuid>/`, `/interfaces/<host>:<name>/`).
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import parsers, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
+
+from webvirt.accounts import policy
+from webvirt.accounts.policy import Actor
+from webvirt.domains.api import AutostartSerializer, RawXMLParser, XMLSerializer
+from webvirt.hosts.models import Host
+from webvirt.hosts.objects import make_id
+from webvirt.networks import services
+from webvirt.virt.networks import MODES, NetworkInfo, NetworkSpec
+
+ID_REGEX = r"[0-9]+:[^/]+"
+
+
+def truthy(value: object) -> bool:
+    return str(value).lower() in {"1", "true", "yes", "on"}
+
+
+class DHCPHostSerializer(serializers.Serializer):
+    mac = serializers.RegexField(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$", error_messages={
+        "invalid": "Enter a MAC address like 52:54:00:12:34:56."})
+    ip = serializers.IPAddressField(protocol="IPv4")
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=63)
+
+
+class NetworkSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    host = serializers.IntegerField(read_only=True)
+    uuid = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    active = serializers.BooleanField(read_only=True)
+    autostart = serializers.BooleanField(read_only=True)
+    persistent = serializers.BooleanField(read_only=True)
+    mode = serializers.CharField(read_only=True)
+    bridge = serializers.CharField(read_only=True)
+    ipv4 = serializers.ListField(child=serializers.CharField(), read_only=True)
+    ipv6 = serializers.ListField(child=serializers.CharField(), read_only=True)
+    dhcp_ranges = serializers.ListField(child=serializers.CharField(), read_only=True)
+    leases = serializers.IntegerField(read_only=True, allow_null=True)
+
+
+def network_data(host: Host, info: NetworkInfo) -> dict:
+    return {"id": make_id(host, info.uuid), "host": host.pk, **info.as_dict()}
+
+
+class CreateNetworkSerializer(serializers.Serializer):
+    """Either the form's fields (name, mode, ipv4...) or `xml`; `start` (default true) starts it."""
+
+    xml = serializers.CharField(required=False, allow_blank=True, max_length=1024 * 1024, trim_whitespace=False)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    mode = serializers.ChoiceField(choices=MODES, default="nat")
+    ipv4 = serializers.CharField(required=False, allow_blank=True, default="")
+    dhcp_start = serializers.CharField(required=False, allow_blank=True, default="")
+    dhcp_end = serializers.CharField(required=False, allow_blank=True, default="")
+    ipv6 = serializers.CharField(required=False, allow_blank=True, default="")
+    bridge = serializers.CharField(required=False, allow_blank=True, default="")
+    hosts = DHCPHostSerializer(many=True, required=False, default=list)
+    start = serializers.BooleanField(default=True)
+    autostart = serializers.BooleanField(default=False)
+
+    def validate(self, data: dict) -> dict:
+        if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
+            raise serializers.ValidationError("Give the network's XML, or at least its name and addresses.")
+        return data
+
+    def spec(self) -> NetworkSpec | None:
+        d = self.validated_data
+        if (d.get("xml") or "").strip():
+            return None
+        return NetworkSpec(name=d["name"], mode=d["mode"], ipv4=d["ipv4"], dhcp_start=d["dhcp_start"],
+                           dhcp_end=d["dhcp_end"], ipv6=d["ipv6"], bridge=d["bridge"],
+                           hosts=[dict(h) for h in d["hosts"]])
+
+
+class LeaseSerializer(serializers.Serializer):
+    mac = serializers.CharField()
+    ip = serializers.CharField()
+    prefix = serializers.IntegerField()
+    hostname = serializers.CharField()
+    expires = serializers.CharField()
+    domain_uuid = serializers.CharField()
+    domain_name = serializers.CharField()
+    domain = serializers.IntegerField(allow_null=True, help_text="The domain's id in webvirt, when it knows it.")
+
+
+class StopSerializer(serializers.Serializer):
+    force = serializers.BooleanField(default=False, help_text="Stop it even though running domains use it.")
+
+
+def _host(request: Request, host_pk: int) -> Host:
+    return get_object_or_404(policy.visible(request.user, Host.objects.all()), pk=host_pk)
+
+
+class HostNetworksView(APIView):
+    """The virtual networks of one host (read live), and defining a new one."""
+
+    parser_classes = [parsers.JSONParser, parsers.FormParser, parsers.MultiPartParser]
+
+    @extend_schema(responses=NetworkSerializer(many=True), operation_id="host_networks_list")
+    def get(self, request: Request, host_pk: int) -> Response:
+        host = _host(request, host_pk)
+        infos = services.list_networks(Actor.from_request(request, "api"), host)
+        return Response([network_data(host, i) for i in infos])
+
+    @extend_schema(request=CreateNetworkSerializer, responses=NetworkSerializer, operation_id="host_networks_create")
+    def post(self, request: Request, host_pk: int) -> Response:
+        host = _host(request, host_pk)
+        data = CreateNetworkSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        info = services.create_network(Actor.from_request(request, "api"), host, spec=data.spec(),
+                                       xml=data.validated_data.get("xml") or "",
+                                       start=data.validated_data["start"],
+                                       autostart=data.validated_data["autostart"])
+        return Response(network_data(host, info), status=201)
+
+
+class NetworkViewSet(viewsets.ViewSet):
+    """One network, by its id `<host id>:<uuid>`."""
+
+    lookup_value_regex = ID_REGEX
+    serializer_class = NetworkSerializer
+    parser_classes = [parsers.JSONParser, RawXMLParser, parsers.FormParser, parsers.MultiPartParser]
+
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request, "api")
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        host, info = services.get_network(self.actor(), pk)
+        return Response(network_data(host, info))
+
+    @extend_schema(operation_id="networks_delete",
+                   parameters=[OpenApiParameter("force", bool, description="Delete it even though running "
+                                                                            "domains use it.")])
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Stop and undefine the network; refused (409) while running domains use it unless `?force=true`."""
+        name = services.delete_network(self.actor(), pk, truthy(request.query_params.get("force", "")))
+        return Response({"deleted": name})
+
+    @extend_schema(request=None, responses=NetworkSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        host, _ = services.get_network(self.actor(), pk)
+        return Response(network_data(host, services.run_action(self.actor(), pk, "start")))
+
+    @extend_schema(request=StopSerializer, responses=NetworkSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        data = StopSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        host, _ = services.get_network(self.actor(), pk)
+        return Response(network_data(host, services.run_action(self.actor(), pk, "stop",
+                                                               data.validated_data["force"])))
+
+    @extend_schema(request=AutostartSerializer, responses=NetworkSerializer)
+    @action(detail=True, methods=["post"])
+    def autostart(self, request: Request, pk: str) -> Response:
+        data = AutostartSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        host, _ = services.get_network(self.actor(), pk)
+        return Response(network_data(host, services.set_autostart(self.actor(), pk, data.validated_data["enabled"])))
+
+    @extend_schema(methods=["GET"], responses=XMLSerializer)
+    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
+    @action(detail=True, methods=["get", "put"])
+    def xml(self, request: Request, pk: str) -> Response:
+        """The network's definition; PUT replaces it (DHCP host changes reach a running network at once)."""
+        if request.method == "PUT":
+            data = XMLSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            _info, applied = services.update_xml(self.actor(), pk, data.validated_data["xml"])
+            return Response({"xml": services.get_xml(self.actor(), pk), "applied_live": applied})
+        return Response({"xml": services.get_xml(self.actor(), pk)})
+
+    @extend_schema(responses=LeaseSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def leases(self, request: Request, pk: str) -> Response:
+        """DHCP leases: MAC, IP, hostname, expiry, and the domain holding each."""
+        host, _ = services.get_network(self.actor(), pk)
+        found = services.leases(self.actor(), pk)
+        if found is None:
+            return Response({"error": "This host's libvirt cannot list DHCP leases.", "code": "unsupported"},
+                            status=400)
+        ids = services.domain_ids(host, [le.domain_uuid for le in found if le.domain_uuid])
+        return Response([{**le.as_dict(), "domain": ids.get(le.domain_uuid)} for le in found])
+
+    @extend_schema(methods=["GET"], responses=DHCPHostSerializer(many=True))
+    @extend_schema(methods=["POST"], request=DHCPHostSerializer, responses=DHCPHostSerializer(many=True))
+    @extend_schema(methods=["DELETE"], parameters=[OpenApiParameter("mac", str, required=True)],
+                   responses=DHCPHostSerializer(many=True))
+    @action(detail=True, methods=["get", "post", "delete"], url_path="dhcp-hosts", url_name="dhcp-hosts")
+    def dhcp_hosts(self, request: Request, pk: str) -> Response:
+        """Static DHCP entries; adding or removing one changes a running network without a restart."""
+        if request.method == "POST":
+            data = DHCPHostSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            d = data.validated_data
+            services.add_dhcp_host(self.actor(), pk, d["mac"], d["ip"], d["name"])
+        elif request.method == "DELETE":
+            services.remove_dhcp_host(self.actor(), pk, request.query_params.get("mac", ""))
+        return Response(services.dhcp_hosts(self.actor(), pk))
+
+
+class InterfaceSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True)
+    host = serializers.IntegerField(read_only=True)
+    name = serializers.CharField()
+    mac = serializers.CharField(read_only=True)
+    active = serializers.BooleanField(read_only=True)
+    type = serializers.CharField(read_only=True)
+    addresses = serializers.ListField(child=serializers.CharField(), read_only=True)
+    members = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    stp = serializers.BooleanField(write_only=True, default=False)
+    start = serializers.BooleanField(write_only=True, default=False)
+
+
+def interface_data(host: Host, info) -> dict:  # type: ignore[no-untyped-def]
+    return {"id": make_id(host, info.name), "host": host.pk, **info.as_dict()}
+
+
+class HostInterfacesView(APIView):
+    """The host's own network interfaces; POST defines a bridge (where the host's libvirt can)."""
+
+    @extend_schema(responses=InterfaceSerializer(many=True), operation_id="host_interfaces_list")
+    def get(self, request: Request, host_pk: int) -> Response:
+        host = _host(request, host_pk)
+        return Response([interface_data(host, i) for i in services.list_interfaces(
+            Actor.from_request(request, "api"), host)])
+
+    @extend_schema(request=InterfaceSerializer, responses=InterfaceSerializer, operation_id="host_interfaces_create")
+    def post(self, request: Request, host_pk: int) -> Response:
+        host = _host(request, host_pk)
+        data = InterfaceSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        d = data.validated_data
+        info = services.define_bridge(Actor.from_request(request, "api"), host, d["name"], d["members"], d["stp"],
+                                      d["start"])
+        return Response(interface_data(host, info), status=201)
+
+
+class InterfaceViewSet(viewsets.ViewSet):
+    """One host interface, by its id `<host id>:<name>`."""
+
+    lookup_value_regex = ID_REGEX
+    serializer_class = InterfaceSerializer
+    parser_classes = [parsers.JSONParser, RawXMLParser]
+
+    def actor(self) -> Actor:
+        return Actor.from_request(self.request, "api")
+
+    def _one(self, pk: str) -> dict:
+        host_pk = int(pk.split(":", 1)[0])
+        host = Host.objects.get(pk=host_pk)
+        name = pk.split(":", 1)[1]
+        found = [i for i in services.list_interfaces(self.actor(), host) if i.name == name]
+        if not found:
+            from rest_framework.exceptions import NotFound
+
+            raise NotFound(f"The host has no interface named '{name}'.")
+        return interface_data(host, found[0])
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        services.interface_xml(self.actor(), pk)  # policy, and "not found" for a missing interface
+        return Response(self._one(pk))
+
+    @extend_schema(operation_id="interfaces_delete")
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.interface_action(self.actor(), pk, "undefine")
+        return Response(status=204)
+
+    @extend_schema(request=None, responses=InterfaceSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str) -> Response:
+        services.interface_action(self.actor(), pk, "start")
+        return Response(self._one(pk))
+
+    @extend_schema(request=None, responses=InterfaceSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str) -> Response:
+        services.interface_action(self.actor(), pk, "stop")
+        return Response(self._one(pk))
+
+    @extend_schema(methods=["GET"], responses=XMLSerializer)
+    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
+    @action(detail=True, methods=["get", "put"])
+    def xml(self, request: Request, pk: str) -> Response:
+        if request.method == "PUT":
+            data = XMLSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            services.update_interface_xml(self.actor(), pk, data.validated_data["xml"])
+        return Response({"xml": services.interface_xml(self.actor(), pk)})
+
+
+router = SimpleRouter()
+router.register("networks", NetworkViewSet, basename="network")
+router.register("interfaces", InterfaceViewSet, basename="interface")
+
+urlpatterns = [
+    path("hosts/<int:host_pk>/networks/", HostNetworksView.as_view(), name="host-networks"),
+    path("hosts/<int:host_pk>/interfaces/", HostInterfacesView.as_view(), name="host-interfaces"),
+    *router.urls,
+]

@@ -1,0 +1,264 @@
+"""Virtual networks, host interfaces and domains' IP addresses: shared by the views, the API and tasks.
+
+Networks and interfaces are read live from their host (with a timeout) and named by composite ids
+(see webvirt.hosts.objects). Only administrators manage them: for anyone else, hosts and therefore
+their networks do not exist.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from webvirt.accounts import policy
+from webvirt.accounts.audit import audited
+from webvirt.accounts.policy import Actor
+from webvirt.domains.models import Domain
+from webvirt.hosts.models import Host
+from webvirt.hosts.objects import host_call, make_id, split_id
+from webvirt.virt import addresses as virt_addresses
+from webvirt.virt import errors
+from webvirt.virt import interfaces as virt_interfaces
+from webvirt.virt import networks as virt_networks
+from webvirt.virt.errors import VirtError
+from webvirt.virt.interfaces import InterfaceInfo
+from webvirt.virt.networks import NetworkInfo, NetworkSpec
+
+SLOW = 30.0  # starting a network launches dnsmasq and sets up a bridge and firewall rules
+
+
+def network_id(host: Host, info: NetworkInfo) -> str:
+    return make_id(host, info.uuid)
+
+
+def _target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    target.set(kind="network", ident=oid, text=f"{name} on {host.name}")
+
+
+# Reading ----------------------------------------------------------------------------------------
+
+def list_networks(actor: Actor, host: Host) -> list[NetworkInfo]:
+    policy.require(actor.user, policy.CHANGE, host)
+    return host_call(host, virt_networks.list_networks)
+
+
+def get_network(actor: Actor, oid: str) -> tuple[Host, NetworkInfo]:
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    return host, host_call(host, lambda conn: virt_networks.get(conn, uuid))
+
+
+def get_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    return host_call(host, lambda conn: virt_networks.network_xml_of(conn, uuid, inactive))
+
+
+def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
+    """The network's DHCP leases (None: this host's driver cannot list them); refreshes domains' addresses."""
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    found = host_call(host, lambda conn: virt_networks.leases(conn, uuid))
+    if found:
+        refresh_host_addresses(host)
+    return found
+
+
+def dhcp_hosts(actor: Actor, oid: str) -> list[dict]:
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    return host_call(host, lambda conn: virt_networks.dhcp_hosts(conn, uuid))
+
+
+def domain_ids(host: Host, uuids: list[str]) -> dict[str, int]:
+    """Domain UUID -> the cached row's id, to link a lease to its domain's page."""
+    return dict(Domain.objects.filter(host=host, uuid__in=uuids).values_list("uuid", "pk"))
+
+
+# Changing ---------------------------------------------------------------------------------------
+
+def create_network(actor: Actor, host: Host, *, spec: NetworkSpec | None = None, xml: str = "",
+                   start: bool = True, autostart: bool = False) -> NetworkInfo:
+    """Define a network from the form's fields or from XML and (by default) start it; nothing half-done."""
+    with audited(actor, "network.create") as target:
+        name = spec.name if spec else _xml_name(xml)
+        target.set(kind="network", text=f"{name} on {host.name}")
+        policy.require(actor.user, policy.CHANGE, host)
+        if spec is not None:
+            xml = virt_networks.network_xml(spec)
+        if not xml.strip():
+            raise VirtError("Fill in the form, or give the network's XML.", errors.INVALID)
+        info = host_call(host, lambda conn: virt_networks.define(conn, xml, start, autostart), SLOW)
+        _target(target, host, network_id(host, info), info.name)
+        return info
+
+
+def _xml_name(xml: str) -> str:
+    try:
+        return virt_networks.Network.from_string(xml).name or ""  # type: ignore[attr-defined]
+    except VirtError:
+        return ""
+
+
+def run_action(actor: Actor, oid: str, action: str, force: bool = False) -> NetworkInfo:
+    """Start or stop a network; stopping one that running domains use needs `force`."""
+    calls = {"start": lambda conn, uuid: virt_networks.start(conn, uuid),
+             "stop": lambda conn, uuid: virt_networks.stop(conn, uuid, force)}
+    if action not in calls:
+        raise VirtError(f"'{action}' is not a network action. Use start or stop.", errors.INVALID)
+    with audited(actor, f"network.{action}") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: calls[action](conn, uuid), SLOW)
+        _target(target, host, oid, info.name)
+        if force:
+            target.detail.append("forced")
+        return info
+
+
+def set_autostart(actor: Actor, oid: str, enabled: bool) -> NetworkInfo:
+    with audited(actor, "network.autostart_on" if enabled else "network.autostart_off") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: virt_networks.set_autostart(conn, uuid, enabled))
+        _target(target, host, oid, info.name)
+        return info
+
+
+def delete_network(actor: Actor, oid: str, force: bool = False) -> str:
+    with audited(actor, "network.delete") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        name = host_call(host, lambda conn: virt_networks.delete(conn, uuid, force), SLOW)
+        _target(target, host, oid, name)
+        if force:
+            target.detail.append("forced")
+        return name
+
+
+def update_xml(actor: Actor, oid: str, xml: str) -> tuple[NetworkInfo, list[str]]:
+    """Replace a network's definition (libvirt validates it; a rejection changes nothing).
+
+    DHCP host entries are applied to the running network at once; other changes need a restart.
+    """
+    with audited(actor, "network.edit_xml") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info, applied = host_call(host, lambda conn: virt_networks.redefine(conn, uuid, xml), SLOW)
+        _target(target, host, oid, info.name)
+        target.detail.extend(applied)
+        return info, applied
+
+
+def add_dhcp_host(actor: Actor, oid: str, mac: str, ip: str, name: str = "") -> NetworkInfo:
+    with audited(actor, "network.dhcp_host_add") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: virt_networks.add_dhcp_host(conn, uuid, mac, ip, name))
+        _target(target, host, oid, info.name)
+        target.detail.append(f"{mac} {ip} {name}".strip())
+        return info
+
+
+def remove_dhcp_host(actor: Actor, oid: str, mac: str) -> NetworkInfo:
+    with audited(actor, "network.dhcp_host_remove") as target:
+        target.set(kind="network", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: virt_networks.remove_dhcp_host(conn, uuid, mac))
+        _target(target, host, oid, info.name)
+        target.detail.append(mac)
+        return info
+
+
+# Host interfaces --------------------------------------------------------------------------------
+
+def list_interfaces(actor: Actor, host: Host) -> list[InterfaceInfo]:
+    policy.require(actor.user, policy.CHANGE, host)
+    return host_call(host, virt_interfaces.list_interfaces)
+
+
+def interface_xml(actor: Actor, oid: str) -> str:
+    host, (name,) = split_id(actor.user, oid, 2)
+    return host_call(host, lambda conn: virt_interfaces.interface_xml(conn, name))
+
+
+def define_bridge(actor: Actor, host: Host, name: str, members: list[str], stp: bool = False,
+                  start: bool = False) -> InterfaceInfo:
+    with audited(actor, "interface.define") as target:
+        target.set(kind="interface", ident=make_id(host, name), text=f"{name} on {host.name}")
+        policy.require(actor.user, policy.CHANGE, host)
+        return host_call(host, lambda conn: virt_interfaces.define_bridge(conn, name, members, stp, start), SLOW)
+
+
+def interface_action(actor: Actor, oid: str, action: str) -> InterfaceInfo | None:
+    calls = {"start": virt_interfaces.start, "stop": virt_interfaces.stop, "undefine": virt_interfaces.undefine}
+    if action not in calls:
+        raise VirtError(f"'{action}' is not an interface action. Use start, stop or undefine.", errors.INVALID)
+    with audited(actor, f"interface.{action}") as target:
+        target.set(kind="interface", ident=oid, text=oid)
+        host, (name,) = split_id(actor.user, oid, 2)
+        target.set(kind="interface", ident=oid, text=f"{name} on {host.name}")
+        return host_call(host, lambda conn: calls[action](conn, name), SLOW)
+
+
+def update_interface_xml(actor: Actor, oid: str, xml: str) -> InterfaceInfo:
+    with audited(actor, "interface.edit_xml") as target:
+        target.set(kind="interface", ident=oid, text=oid)
+        host, (name,) = split_id(actor.user, oid, 2)
+        return host_call(host, lambda conn: virt_interfaces.redefine(conn, name, xml), SLOW)
+
+
+# Domains' IP addresses --------------------------------------------------------------------------
+
+def _store_addresses(row: Domain, found: list[dict]) -> bool:
+    """Write a domain's addresses into the cache; True (and an event) when they changed."""
+    now = timezone.now()
+    changed = found != row.addresses
+    Domain.objects.filter(pk=row.pk).update(addresses=found, addresses_updated=now)
+    row.addresses, row.addresses_updated = found, now
+    if changed:
+        from webvirt.events.publish import domain_message, publish
+
+        publish(domain_message(row))
+    return changed
+
+
+def refresh_addresses(actor: Actor, domain: Domain) -> list[dict]:
+    """Read the domain's addresses now (leases, guest agent, ARP) into the cache; the cached ones on failure."""
+    policy.require(actor.user, policy.VIEW, domain)
+    try:
+        found = host_call(domain.host, lambda conn: virt_addresses.domain_addresses(conn, domain.uuid))
+    except VirtError:
+        return domain.addresses
+    _store_addresses(domain, found)
+    return found
+
+
+def refresh_host_addresses(host: Host) -> int:
+    """Re-read every active network's leases on `host` into its domains' cached addresses.
+
+    Addresses the guest agent or ARP reported stay until the domain's page reads them again.
+    Returns how many domains changed.
+    """
+    try:
+        by_uuid = host_call(host, virt_addresses.lease_addresses, SLOW)
+    except VirtError:
+        return 0
+    changed = 0
+    for row in Domain.objects.filter(host=host).select_related("host"):
+        merged: dict[str, dict] = {}
+        if row.state == "running":  # what the agent or ARP said holds while the domain runs
+            for entry in row.addresses:
+                rest = [s for s in entry.get("sources", []) if s != virt_addresses.LEASE]
+                if rest:
+                    merged[entry["ip"]] = {**entry, "sources": rest}
+        for entry in by_uuid.get(row.uuid, []):
+            if entry["ip"] in merged:
+                merged[entry["ip"]]["sources"] = [virt_addresses.LEASE, *merged[entry["ip"]]["sources"]]
+            else:
+                merged[entry["ip"]] = entry
+        found = sorted(merged.values(), key=lambda e: (e["family"], e["ip"]))
+        if found != row.addresses:
+            _store_addresses(row, found)
+            changed += 1
+    return changed
+
+
+def refresh_all_addresses() -> int:
+    """The periodic lease refresh: every online host's leases into the cache."""
+    return sum(refresh_host_addresses(host) for host in Host.objects.exclude(status=Host.OFFLINE))

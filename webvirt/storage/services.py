@@ -1,0 +1,262 @@
+"""Storage pools and volumes: shared by the views, the API and the jobs.
+
+Pools and volumes are read live from their host (with a timeout) and named by composite ids
+(see webvirt.hosts.objects): a pool is `<host>:<pool uuid>`, a volume `<host>:<pool uuid>:<name>`.
+Only administrators manage storage. Copying, uploading and downloading volumes are jobs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+from webvirt.accounts import policy
+from webvirt.accounts.audit import audited
+from webvirt.accounts.policy import Actor
+from webvirt.hosts.models import Host
+from webvirt.hosts.objects import host_call, make_id, split_id
+from webvirt.jobs.models import Job
+from webvirt.jobs.services import RETRY, create_job
+from webvirt.virt import errors
+from webvirt.virt import storage as virt_storage
+from webvirt.virt.errors import VirtError
+from webvirt.virt.storage import PoolInfo, PoolSpec, VolumeInfo
+
+SLOW = 60.0  # building, starting (mounting, logging in to iSCSI) and deleting with contents take a while
+DOWNLOAD_KEEP_SECONDS = 24 * 3600
+
+
+def pool_id(host: Host, info: PoolInfo) -> str:
+    return make_id(host, info.uuid)
+
+
+def volume_id(host: Host, info: VolumeInfo) -> str:
+    return make_id(host, info.pool_uuid, info.name)
+
+
+def _pool_target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    target.set(kind="pool", ident=oid, text=f"{name} on {host.name}")
+
+
+def _volume_target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    target.set(kind="volume", ident=oid, text=f"{name} on {host.name}")
+
+
+# Pools ------------------------------------------------------------------------------------------
+
+def list_pools(actor: Actor, host: Host) -> list[PoolInfo]:
+    policy.require(actor.user, policy.CHANGE, host)
+    return host_call(host, virt_storage.list_pools)
+
+
+def offered_types(actor: Actor, host: Host) -> list[str]:
+    policy.require(actor.user, policy.CHANGE, host)
+    try:
+        return host_call(host, virt_storage.offered_types)
+    except VirtError:
+        return list(virt_storage.POOL_TYPES)
+
+
+def get_pool(actor: Actor, oid: str) -> tuple[Host, PoolInfo]:
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    return host, host_call(host, lambda conn: virt_storage.get_pool(conn, uuid))
+
+
+def pool_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
+    host, (uuid,) = split_id(actor.user, oid, 2)
+    return host_call(host, lambda conn: virt_storage.pool_xml_of(conn, uuid, inactive))
+
+
+def create_pool(actor: Actor, host: Host, *, spec: PoolSpec | None = None, xml: str = "", start: bool = True,
+                build: bool = False, autostart: bool = False) -> PoolInfo:
+    """Define a pool from the form's fields or XML; build and start it as asked. A failure leaves no pool."""
+    with audited(actor, "pool.create") as target:
+        target.set(kind="pool", text=f"{spec.name if spec else 'from XML'} on {host.name}")
+        policy.require(actor.user, policy.CHANGE, host)
+        if spec is not None:
+            if spec.type not in host_call(host, virt_storage.offered_types):
+                raise VirtError(f"This host's libvirt does not offer {virt_storage.POOL_LABELS[spec.type]} pools.",
+                                errors.UNSUPPORTED)
+            xml = virt_storage.pool_xml(spec)
+        if not xml.strip():
+            raise VirtError("Fill in the form, or give the pool's XML.", errors.INVALID)
+        info = host_call(host, lambda conn: virt_storage.define_pool(conn, xml, start, build, autostart), SLOW)
+        _pool_target(target, host, pool_id(host, info), info.name)
+        return info
+
+
+POOL_ACTIONS = {"start": virt_storage.start_pool, "stop": virt_storage.stop_pool,
+                "refresh": virt_storage.refresh_pool}
+
+
+def pool_action(actor: Actor, oid: str, action: str) -> PoolInfo:
+    if action not in POOL_ACTIONS:
+        raise VirtError(f"'{action}' is not a pool action. Use one of: {', '.join(POOL_ACTIONS)}.", errors.INVALID)
+    with audited(actor, f"pool.{action}") as target:
+        target.set(kind="pool", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: POOL_ACTIONS[action](conn, uuid), SLOW)
+        _pool_target(target, host, oid, info.name)
+        return info
+
+
+def set_pool_autostart(actor: Actor, oid: str, enabled: bool) -> PoolInfo:
+    with audited(actor, "pool.autostart_on" if enabled else "pool.autostart_off") as target:
+        target.set(kind="pool", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: virt_storage.set_pool_autostart(conn, uuid, enabled))
+        _pool_target(target, host, oid, info.name)
+        return info
+
+
+def delete_pool(actor: Actor, oid: str, delete_volumes: bool = False) -> list[str]:
+    """Remove a pool (and with `delete_volumes` its volumes); refused while domains use any of them."""
+    with audited(actor, "pool.delete") as target:
+        target.set(kind="pool", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        name, deleted = host_call(host, lambda conn: virt_storage.delete_pool(conn, uuid, delete_volumes), SLOW)
+        _pool_target(target, host, oid, name)
+        target.detail.append(f"deleted volumes: {', '.join(deleted)}" if delete_volumes else "volumes kept")
+        return deleted
+
+
+def update_pool_xml(actor: Actor, oid: str, xml: str) -> PoolInfo:
+    with audited(actor, "pool.edit_xml") as target:
+        target.set(kind="pool", ident=oid, text=oid)
+        host, (uuid,) = split_id(actor.user, oid, 2)
+        info = host_call(host, lambda conn: virt_storage.redefine_pool(conn, uuid, xml))
+        _pool_target(target, host, oid, info.name)
+        return info
+
+
+# Volumes ----------------------------------------------------------------------------------------
+
+def list_volumes(actor: Actor, pool_oid: str) -> list[VolumeInfo]:
+    host, (uuid,) = split_id(actor.user, pool_oid, 2)
+    return host_call(host, lambda conn: virt_storage.list_volumes(conn, uuid), SLOW)
+
+
+def get_volume(actor: Actor, oid: str) -> tuple[Host, VolumeInfo]:
+    host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+    return host, host_call(host, lambda conn: virt_storage.get_volume(conn, pool_uuid, name))
+
+
+def volume_xml(actor: Actor, oid: str) -> str:
+    host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+    return host_call(host, lambda conn: virt_storage.volume_xml_of(conn, pool_uuid, name))
+
+
+def create_volume(actor: Actor, pool_oid: str, name: str, fmt: str, capacity_mib: int) -> VolumeInfo:
+    with audited(actor, "volume.create") as target:
+        target.set(kind="volume", text=f"{name} in {pool_oid}")
+        host, (uuid,) = split_id(actor.user, pool_oid, 2)
+        info = host_call(host, lambda conn: virt_storage.create_volume(conn, uuid, name, fmt, capacity_mib), SLOW)
+        _volume_target(target, host, volume_id(host, info), f"{info.name} in {info.pool_name}")
+        target.detail.append(f"{fmt}, {capacity_mib} MiB")
+        return info
+
+
+def delete_volume(actor: Actor, oid: str) -> str:
+    with audited(actor, "volume.delete") as target:
+        target.set(kind="volume", ident=oid, text=oid)
+        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+        _volume_target(target, host, oid, name)
+        return host_call(host, lambda conn: virt_storage.delete_volume(conn, pool_uuid, name), SLOW)
+
+
+def resize_volume(actor: Actor, oid: str, capacity_mib: int) -> VolumeInfo:
+    with audited(actor, "volume.resize") as target:
+        target.set(kind="volume", ident=oid, text=oid)
+        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+        _volume_target(target, host, oid, name)
+        info = host_call(host, lambda conn: virt_storage.resize_volume(conn, pool_uuid, name, capacity_mib), SLOW)
+        target.detail.append(f"now {capacity_mib} MiB")
+        return info
+
+
+def start_clone(actor: Actor, oid: str, new_name: str) -> Job:
+    """Check that the copy fits, then start the job that copies the volume in its pool."""
+    with audited(actor, "volume.clone") as target:
+        target.set(kind="volume", ident=oid, text=oid)
+        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+        _volume_target(target, host, oid, name)
+        path, capacity = host_call(host, lambda conn: virt_storage.clone_plan(conn, pool_uuid, name, new_name))
+        job = create_job(actor, "volume_clone", f"Copy {name} to {new_name} on {host.name}", host=host,
+                         params={"host": host.pk, "pool_uuid": pool_uuid, "name": name, "new_name": new_name.strip(),
+                                 "path": path, "capacity": capacity},
+                         target=("volume", oid, name))
+        target.detail.append(f"to {new_name}, job #{job.pk}")
+        return job
+
+
+def start_upload(actor: Actor, pool_oid: str, name: str, upload: UploadedFile) -> Job:
+    """Stream an uploaded file into a new volume of the pool: the install app's upload job does the work."""
+    from webvirt.install import services as install_services
+
+    host, pool = get_pool(actor, pool_oid)
+    if not pool.active:
+        raise VirtError(f"Pool {pool.name} is not running; start it first.", errors.STATE)
+    return install_services.start_upload(actor, host, pool.name, name, upload)
+
+
+def start_download(actor: Actor, oid: str) -> Job:
+    with audited(actor, "volume.download") as target:
+        target.set(kind="volume", ident=oid, text=oid)
+        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
+        _volume_target(target, host, oid, name)
+        host_call(host, lambda conn: virt_storage.volume_lookup(conn, pool_uuid, name))
+        job = create_job(actor, "volume_download", f"Download {name} from {host.name}", host=host,
+                         params={"host": host.pk, "pool_uuid": pool_uuid, "name": name}, target=("volume", oid, name))
+        target.detail.append(f"job #{job.pk}")
+        return job
+
+
+def _retry(starter):  # type: ignore[no-untyped-def]
+    def run(actor: Actor, params: dict) -> Job:
+        oid = make_id(params["host"], params["pool_uuid"], params["name"])
+        return starter(actor, oid, params["new_name"]) if "new_name" in params else starter(actor, oid)
+
+    return run
+
+
+RETRY["volume_clone"] = _retry(start_clone)
+RETRY["volume_download"] = _retry(start_download)
+
+
+def jobs_for(oids: list[str], kinds: tuple[str, ...] = ("volume_clone", "volume_download", "upload")) -> list[Job]:
+    """Recent storage jobs about these volumes (for progress bars on the pool and volume pages)."""
+    return list(Job.objects.filter(kind__in=kinds, target_id__in=oids).order_by("-created")[:10])
+
+
+# Downloaded files -------------------------------------------------------------------------------
+
+def download_dir() -> Path:
+    folder = Path(settings.STATE_DIR) / "downloads"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return folder
+
+
+def remove_old_downloads(keep_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int:
+    """Downloaded volumes are kept for a day, then removed (called whenever a new download starts)."""
+    removed = 0
+    cutoff = time.time() - keep_seconds
+    for folder in download_dir().iterdir():
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def downloaded_file(actor: Actor, job: Job) -> Path:
+    """The file a finished download job wrote, if `actor` may have it."""
+    policy.require(actor.user, policy.VIEW, job)
+    policy.require_admin(actor.user)
+    path = Path(job.result.get("file", "")) if job.kind == "volume_download" else None
+    if job.state != Job.SUCCEEDED or path is None or not path.is_file() or download_dir() not in path.parents:
+        raise VirtError("That download is not ready, or its file was removed after a day. Start it again.",
+                        errors.NOT_FOUND)
+    return path
