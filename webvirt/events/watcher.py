@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import libvirt
@@ -42,6 +42,7 @@ PING_INTERVAL = 3.0  # A ping every 3 s that must answer within 4 s flags a dead
 PING_TIMEOUT = 4.0
 SYNC_TIMEOUT = 30.0
 BACKOFF_MAX = 3.0  # Short, so a host that comes back is online again within 5 s.
+CLOSE_TIMEOUT = 2.0  # How long a stopping watcher waits for its connections to close.
 HOSTS_POLL = 2.0  # How often the host table is re-read (hosts added or removed while running).
 
 DOMAIN_EVENTS = [
@@ -126,7 +127,9 @@ class HostWatch:
         conn, ids, self.conn, self.callback_ids = self.conn, self.callback_ids, None, []
         if conn is not None:
             # Closing may block on a dead host: let a pool thread do it, never the loop.
-            self.watcher.pool.submit(_close_quietly, conn, ids)
+            closing = self.watcher.pool.submit(_close_quietly, conn, ids)
+            self.watcher.closing.add(closing)
+            closing.add_done_callback(self.watcher.closing.discard)
 
     async def resync(self, host: Host) -> None:
         listed_at = timezone.now()
@@ -171,7 +174,9 @@ class HostWatch:
             self.pending.pop(uuid, None)
 
     async def apply_domain(self, dom: libvirt.virDomain, uuid: str) -> None:
-        host = await sync_to_async(Host.objects.get)(pk=self.host_id)
+        host = await sync_to_async(Host.objects.filter(pk=self.host_id).first)()
+        if host is None:
+            return  # Removed while its events were still coming in; this watch is being stopped.
         try:
             snap = await self.blocking(virt_domains.snapshot, dom, timeout=PING_TIMEOUT)
         except libvirt.libvirtError as exc:
@@ -204,6 +209,7 @@ class Watcher:
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="watch-libvirt")
         self.watches: dict[int, tuple[str, asyncio.Task]] = {}
         self.tasks: set[asyncio.Task] = set()
+        self.closing: set[Future] = set()  # connections being closed by pool threads
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -256,6 +262,10 @@ class Watcher:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.leases.close()
+        # libvirt's asyncio event implementation needs the loop while connections close: wait a
+        # little for those closes (a dead host's may never finish) before the loop stops.
+        if self.closing:
+            await asyncio.wait([asyncio.wrap_future(f) for f in list(self.closing)], timeout=CLOSE_TIMEOUT)
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("watcher %s stopped", self.holder)
 

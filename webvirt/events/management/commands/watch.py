@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -19,6 +21,11 @@ class Command(BaseCommand):
     def handle(self, *args, holder: str | None = None, **options) -> None:  # type: ignore[no-untyped-def]
         logging.getLogger("webvirt").setLevel(logging.INFO)
         asyncio.run(self.main(holder))
+        # Leases are released and connections closed by now. A libvirt call to a host that never
+        # answered can still hold a thread, and Python would wait for it forever at exit: do not.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
     async def main(self, holder: str | None) -> None:
         stop = asyncio.Event()
