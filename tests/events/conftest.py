@@ -16,6 +16,18 @@ from tests.conftest import TEST_URI
 from tests.events.sockets import EventSocket
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that restart libvirtd before all others.
+
+    A restart closes every open libvirt connection, and other directories keep some open for the
+    whole session (a running guest, a qemu:///system connection); opened after the restart, they
+    never notice it. (Runs after pytest-django has put the transactional tests last.)
+    """
+    restarting = [item for item in items if getattr(item.module, "RESTARTS_LIBVIRTD", False)]
+    items[:] = restarting + [item for item in items if item not in restarting]
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
     # The real hasher costs most of a second per user; nothing here logs in with a password.

@@ -5,8 +5,8 @@ While libvirtd is down, one domain's definition file is written into /etc/libvir
 is deleted: libvirtd loads and forgets them when it starts, so the watcher can only learn of them by
 resynchronising after it reconnects.
 
-Restarting libvirtd also closes every other connection to it, the session's test-driver connection
-included: the `test_conn` fixture reopens it for the tests that follow.
+Restarting libvirtd also closes every other connection to it, so this module runs before all other
+tests (see conftest.py); the session's test-driver connection (`test_conn`) would reopen itself anyway.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.events.sockets import domain_event, host_event, wait_for
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 
+RESTARTS_LIBVIRTD = True  # Run first: see conftest.py.
 QEMU_URI = "qemu:///system"
 CONFIG_DIR = Path("/etc/libvirt/qemu")
 PID_FILE = Path("/run/libvirtd.pid")
