@@ -50,3 +50,24 @@ def test_it_refuses_a_pattern_without_a_number_and_a_count_of_zero(api, template
     assert api.post(url, {"count": 0, "name_pattern": "e-{n}"}, format="json").status_code == 400
     assert api.post(url, {"count": 10000, "name_pattern": "e-{n}"}, format="json").status_code == 400
     assert not Job.objects.exists()
+
+
+def test_an_owner_extends_and_removes_a_clone_through_the_api(api, template_source, cleanup_clones):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cleanup_clones.append("own-")
+    template = make_template(api, template_source, name="own-template")
+    job = api.post(f"/api/v1/templates/{template['id']}/clone/",
+                   {"count": 1, "name_pattern": "own-{n}", "start": False}, format="json").json()["job"]
+    assert runner.execute(job) == Job.SUCCEEDED
+    clone = Domain.objects.get(name="own-1")
+    until = timezone.now() + timedelta(days=3)
+    response = api.post(f"/api/v1/domains/{clone.pk}/expiry/", {"expires_at": until.isoformat()}, format="json")
+    assert response.status_code == 200 and response.json()["expires_at"]
+    too_late = timezone.now() + timedelta(days=400)
+    assert api.post(f"/api/v1/domains/{clone.pk}/expiry/", {"expires_at": too_late.isoformat()},
+                    format="json").status_code == 200  # admins may; owners are limited (tested with users)
+    assert api.post(f"/api/v1/domains/{clone.pk}/remove/").status_code == 200
+    assert not Domain.objects.filter(name="own-1").exists()

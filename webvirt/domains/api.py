@@ -23,7 +23,8 @@ class DomainSerializer(serializers.ModelSerializer):
     class Meta:
         model = Domain
         fields = ["id", "uuid", "name", "host", "host_name", "state", "reason", "vcpus", "memory_mib",
-                  "autostart", "persistent", "graphics", "state_changed", "addresses"]
+                  "autostart", "persistent", "graphics", "state_changed", "addresses", "owner", "template",
+                  "linked", "is_template", "expires_at"]
         read_only_fields = fields
 
 
@@ -35,6 +36,10 @@ class DefineSerializer(serializers.Serializer):
 
 class XMLSerializer(serializers.Serializer):
     xml = serializers.CharField(max_length=1024 * 1024, trim_whitespace=False)
+
+
+class ExpirySerializer(serializers.Serializer):
+    expires_at = serializers.DateTimeField(allow_null=True)
 
 
 class AutostartSerializer(serializers.Serializer):
@@ -77,6 +82,24 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         """Undefine the domain (it must be shut off); `?delete_volumes=true` deletes its disks too."""
         delete_volumes = request.query_params.get("delete_volumes", "").lower() in {"1", "true", "yes"}
         deleted = services.undefine(self.actor(), self.get_object(), delete_volumes)
+        return Response({"deleted_volumes": deleted})
+
+    @extend_schema(request=ExpirySerializer, responses=DomainSerializer)
+    @action(detail=True, methods=["post"])
+    def expiry(self, request: Request, pk: str | None = None) -> Response:
+        """Move a clone's expiry (owners within the template's limit; null, admins only, removes it)."""
+        from webvirt.catalog.services import extend_expiry
+
+        data = ExpirySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = extend_expiry(self.actor(), self.get_object(), data.validated_data["expires_at"])
+        return Response(DomainSerializer(row).data)
+
+    @extend_schema(request=None, responses={200: {"type": "object"}})
+    @action(detail=True, methods=["post"])
+    def remove(self, request: Request, pk: str | None = None) -> Response:
+        """Force off, undefine and delete the volumes of a domain (what an owner's Delete does)."""
+        deleted = services.remove(self.actor(), self.get_object())
         return Response({"deleted_volumes": deleted})
 
     @extend_schema(request=AutostartSerializer, responses=DomainSerializer)
