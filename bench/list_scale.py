@@ -14,11 +14,15 @@ What it does, on a state of its own (a temporary WEBVIRT_STATE_DIR; SQLite in it
    driver through libvirtd), which tests each connection and loads its domains into the state cache;
 5. measures, over one keep-alive HTTP connection, `GET /api/v1/domains/?search=...` (a search that
    matches a few hundred domains), the unfiltered first page, and the HTML list `/domains/?search=...`
-   (logged in through the login form);
+   (logged in through the login form), while an event watcher (`manage.py watch`, with a Redis
+   prefix of its own) holds a connection to every host;
 6. with --offline-host (the default): points one host at a TCP listener on 127.0.0.1 that accepts and
    never answers (the URI is changed in the database and the server restarted, so it holds no
-   connection opened under the old URI), then measures the same search again, first alone and then
-   while another client has the frozen host's page open (that request waits for libvirt's timeout).
+   connection opened under the old URI; the watcher sees the row change and reconnects to the
+   listener), then measures the same search again: from the freeze until the watcher has flagged
+   the host offline (`offline_host_flagged_seconds`, goal <= 10 s), and then while another client
+   has the frozen host's page open (that request waits for libvirt's timeout);
+7. stops the watcher with SIGTERM and reports how long it took and its exit code.
 
 Progress goes to stderr; the last line of stdout is one JSON object with the figures.
 A --database-url database is emptied (`manage.py flush`) before and after the run, so its name
@@ -29,38 +33,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
-import math
-import os
-import re
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "bin" / "python"
-UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    Client,
+    Server,
+    Watcher,
+    bench_env,
+    fail,
+    log,
+    manage,
+    percentile,
+    prepare_database,
+)
+
 ROLES = ("web", "db", "cache", "worker", "build")
 UUID_NAMESPACE = uuid.UUID("5f1d8a52-3c1e-4b8e-9a57-6c0f1a2b3c4d")
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 # <test:runstate> takes a virDomainState number.
 RUNSTATES = {"running": 1, "paused": 3, "shutoff": 5}
-ADMIN_USER, ADMIN_PASSWORD = "benchadmin", "bench-" + uuid.uuid4().hex
 GOAL_MEDIAN_MS = 150.0
-
-
-def log(message: str) -> None:
-    print(f"list_scale: {message}", file=sys.stderr, flush=True)
+GOAL_OFFLINE_FLAGGED_SECONDS = 10.0
 
 
 # Fixtures ----------------------------------------------------------------------------------------
@@ -96,86 +102,7 @@ def write_nodes(folder: Path, hosts: int, per_host: int) -> tuple[list[Path], li
     return paths, domains
 
 
-# Processes ---------------------------------------------------------------------------------------
-
-def bench_env(state_dir: Path, database_url: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["WEBVIRT_STATE_DIR"] = str(state_dir)
-    env["DJANGO_SETTINGS_MODULE"] = "webvirt.settings"
-    env["WEBVIRT_LOG_LEVEL"] = "WARNING"
-    env.pop("WEBVIRT_DEBUG", None)
-    # Never inherit the developer's database: SQLite in the temporary state folder unless asked.
-    env.pop("DATABASE_URL", None)
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    if "REDIS_URL" not in env:
-        env_file = ROOT / ".state" / "env"
-        if env_file.exists():
-            match = re.search(r"^export REDIS_URL=(.+)$", env_file.read_text(), re.M)
-            if match:
-                env["REDIS_URL"] = match.group(1).strip().strip("'\"")
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"list_scale: manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """The web process, started as the Procfile starts it."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.port = free_port()
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [str(UVICORN), "webvirt.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--ws", "websockets", "--ws-per-message-deflate", "false"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"list_scale: the server exited:\n{self.tail()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/accounts/login/")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise SystemExit(f"list_scale: the server did not answer within 30 s:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def tail(self) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
-        except OSError:
-            return ""
-
+# A frozen host ------------------------------------------------------------------------------------
 
 class FrozenListener:
     """A TCP port on 127.0.0.1 that accepts connections and never says a word: a frozen host."""
@@ -203,65 +130,7 @@ class FrozenListener:
             conn.close()
 
 
-# HTTP --------------------------------------------------------------------------------------------
-
-class Client:
-    """One persistent (keep-alive) HTTP connection, with a token or a session cookie."""
-
-    def __init__(self, port: int, token: str | None = None, timeout: float = 60) -> None:
-        self.port, self.timeout = port, timeout
-        self.headers = {"Authorization": f"Token {token}"} if token else {}
-        self.cookies: dict[str, str] = {}
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        self.reconnects = 0
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-        all_headers = {**self.headers, **(headers or {})}
-        if self.cookies:
-            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=all_headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # The server closed the kept-alive connection; that costs a reconnect, count it.
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                self.reconnects += 1
-                if attempt == 2:
-                    raise
-        for header in response.msg.get_all("Set-Cookie") or []:
-            for key, morsel in SimpleCookie(header).items():
-                self.cookies[key] = morsel.value
-        if response.getheader("Connection", "").lower() == "close":
-            self.conn.close()
-        return response.status, response.msg, data
-
-    def json(self, method: str, path: str, payload: dict | None = None, expect: int = 200) -> dict:
-        body = json.dumps(payload).encode() if payload is not None else None
-        status, _msg, data = self.request(method, path, body, {"Content-Type": "application/json"} if body else {})
-        if status != expect:
-            raise SystemExit(f"list_scale: {method} {path} answered {status}, expected {expect}: {data[:500]!r}")
-        return json.loads(data)
-
-    def login(self, username: str, password: str) -> None:
-        status, _msg, page = self.request("GET", "/accounts/login/")
-        match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        if status != 200 or not match:
-            raise SystemExit("list_scale: the login page has no CSRF token")
-        form = urlencode({"username": username, "password": password, "next": "/domains/",
-                          "csrfmiddlewaretoken": match.group(1).decode()}).encode()
-        status, _msg, page = self.request("POST", "/accounts/login/", form,
-                                          {"Content-Type": "application/x-www-form-urlencoded"})
-        if status != 302 or "sessionid" not in self.cookies:
-            raise SystemExit(f"list_scale: logging in failed ({status}): {page[:300]!r}")
-
-    def close(self) -> None:
-        self.conn.close()
-
+# Measuring ---------------------------------------------------------------------------------------
 
 def timed(client: Client, path: str, requests: int, warmup: int, check=None) -> list[float]:  # type: ignore[no-untyped-def]
     """Milliseconds per GET (response fully read), after `warmup` untimed requests."""
@@ -271,7 +140,7 @@ def timed(client: Client, path: str, requests: int, warmup: int, check=None) -> 
         status, _msg, data = client.request("GET", path)
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
-            raise SystemExit(f"list_scale: GET {path} answered {status}: {data[:300]!r}")
+            fail(f"GET {path} answered {status}: {data[:300]!r}")
         if check is not None:
             check(data)
         if n >= warmup:
@@ -279,13 +148,8 @@ def timed(client: Client, path: str, requests: int, warmup: int, check=None) -> 
     return times
 
 
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
 def summary(values: list[float]) -> tuple[float, float]:
-    return round(statistics.median(values), 1), round(p95(values), 1)
+    return round(statistics.median(values), 1), round(percentile(values, 0.95), 1)
 
 
 def report(label: str, values: list[float]) -> None:
@@ -318,10 +182,12 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="webvirt-bench-"))
     env = bench_env(tmp / "state", args.database_url)
     server = Server(env, tmp / "server.log")
+    watcher = Watcher(env, tmp / "watcher.log")
     try:
-        result = run(args, tmp, env, server, FrozenListener)
+        result = run(args, tmp, env, server, watcher, FrozenListener)
     finally:
         server.stop()
+        watcher.stop()
         if args.database_url and not args.keep:
             with contextlib.suppress(SystemExit):
                 manage(env, "flush", "--noinput")
@@ -333,7 +199,8 @@ def main() -> int:
     return 0
 
 
-def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server, make_listener) -> dict:  # type: ignore[no-untyped-def]
+def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server, watcher: Watcher,  # type: ignore[no-untyped-def]
+        make_listener) -> dict:
     hosts, per_host, search = args.hosts, args.per_host, args.search
     nodes, expected = write_nodes(tmp, hosts, per_host)
     total = len(expected)
@@ -342,13 +209,7 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server
 
     database = "PostgreSQL" if args.database_url else "SQLite"
     log(f"migrating a fresh {database} database")
-    manage(env, "migrate", "--noinput")
-    if args.database_url:
-        manage(env, "flush", "--noinput")
-    manage(env, "shell", "-c",
-           "from django.contrib.auth import get_user_model; "
-           f"get_user_model().objects.create_superuser({ADMIN_USER!r}, '', {ADMIN_PASSWORD!r})")
-    token = manage(env, "apitoken", ADMIN_USER).strip().splitlines()[-1]
+    token = prepare_database(env, flush=bool(args.database_url))
 
     server.start()
     log(f"uvicorn answers on 127.0.0.1:{server.port}")
@@ -363,6 +224,11 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server
         log(f"registered {row['name']} ({sum(row['domain_counts'].values())} domains)")
     register_seconds = round(time.perf_counter() - started, 2)
 
+    # The watcher holds a connection to every host (and resynchronises each) while the list is measured.
+    watcher.start()
+    watcher.wait_for_log("resynchronised", count=hosts)
+    log(f"the watcher holds all {hosts} hosts")
+
     # The cache must hold exactly what the node files define.
     listed_hosts = api.json("GET", "/api/v1/hosts/")["count"]
     first = api.json("GET", "/api/v1/domains/")
@@ -370,15 +236,15 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server
     want_states = {s: sum(1 for d in expected if d["state"] == s) for s in RUNSTATES}
     found = api.json("GET", f"/api/v1/domains/?{urlencode({'search': search})}")
     if (listed_hosts, first["count"], states, found["count"]) != (hosts, total, want_states, matches):
-        raise SystemExit(f"list_scale: the cache is wrong: {listed_hosts} hosts, {first['count']} domains, "
-                         f"states {states} (want {want_states}), {found['count']} found (want {matches})")
+        fail(f"the cache is wrong: {listed_hosts} hosts, {first['count']} domains, "
+             f"states {states} (want {want_states}), {found['count']} found (want {matches})")
     page_size = len(found["results"])
     log(f"cache checked: {total} domains ({want_states}), {matches} match '{search}', {page_size} per page")
 
     def search_ok(data: bytes) -> None:
         body = json.loads(data)
         if body["count"] != matches or len(body["results"]) != page_size:
-            raise SystemExit(f"list_scale: search answered {body['count']} / {len(body['results'])} rows")
+            fail(f"search answered {body['count']} / {len(body['results'])} rows")
 
     search_path = f"/api/v1/domains/?{urlencode({'search': search})}"
     n, w = args.requests, args.warmup
@@ -393,7 +259,7 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server
 
     def html_ok(data: bytes) -> None:
         if first_name not in data:
-            raise SystemExit(f"list_scale: the HTML list does not show {first_name.decode()}")
+            fail(f"the HTML list does not show {first_name.decode()}")
 
     html_path = f"/domains/?{urlencode({'search': search})}"
     html_search = timed(browser, html_path, n, w, html_ok)
@@ -414,32 +280,81 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], server: Server
         result.update(offline(args, env, server, host_ids, token, search_path, search_ok, make_listener))
         reconnects += result.pop("_reconnects")
 
+    result["watcher_stop_exit_code"], result["watcher_stop_seconds"] = watcher.stop()
+    log(f"the watcher stopped on SIGTERM in {result['watcher_stop_seconds']} s "
+        f"(exit code {result['watcher_stop_exit_code']})")
     result["register_seconds"] = register_seconds
     result["reconnects"] = reconnects
     result["goal_median_ms"] = GOAL_MEDIAN_MS
     medians = [result["api_search_median_ms"]]
+    goals = []
     if args.offline_host:
         medians += [result["offline_host_api_search_median_ms"],
                     result["offline_host_stuck_request_api_search_median_ms"]]
-    result["goal_met"] = all(m < GOAL_MEDIAN_MS for m in medians)
+        result["goal_offline_flagged_seconds"] = GOAL_OFFLINE_FLAGGED_SECONDS
+        flagged = result["offline_host_flagged_seconds"]
+        goals.append(flagged is not None and flagged <= GOAL_OFFLINE_FLAGGED_SECONDS)
+    result["goal_met"] = all(m < GOAL_MEDIAN_MS for m in medians) and all(goals)
     return result
 
 
+def freeze(env: dict[str, str], host_id: int, uri: str) -> float:
+    """Point a host at `uri` in the database; the wall-clock time the change was committed."""
+    out = manage(env, "shell", "-c",
+                 "import time; from webvirt.hosts.models import Host; "
+                 f"Host.objects.filter(pk={host_id}).update(uri={uri!r}); print(time.time())")
+    return float(out.strip().splitlines()[-1])
+
+
+class StatusWatch:
+    """Polls a host's status through the API (its own connection) until it reads 'offline'."""
+
+    def __init__(self, port: int, token: str, host_id: int, since: float, timeout: float = 60) -> None:
+        self.client = Client(port, token)
+        self.host_id, self.since, self.timeout = host_id, since, timeout
+        self.flagged_after: float | None = None
+        self.reason = ""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while time.time() - self.since < self.timeout:
+                row = self.client.json("GET", f"/api/v1/hosts/{self.host_id}/")
+                if row["status"] == "offline":
+                    self.flagged_after = round(time.time() - self.since, 2)
+                    self.reason = row.get("status_reason", "")
+                    return
+                time.sleep(0.1)
+        finally:
+            self.client.close()
+            self.done.set()
+
+
 def offline(args, env, server, host_ids, token, search_path, search_ok, make_listener) -> dict:  # type: ignore[no-untyped-def]
-    """Freeze one host and measure the search again: alone, then beside a request stuck on that host."""
+    """Freeze one host and measure the search again: until and after the watcher flags it offline,
+    then beside a request stuck on that host."""
     listener = make_listener()
     frozen = host_ids[len(host_ids) // 2]
     uri = f"qemu+tcp://127.0.0.1:{listener.port}/system"
     log(f"freezing host {frozen}: its URI becomes {uri} (a listener that never answers)")
     server.stop()
-    manage(env, "shell", "-c",
-           f"from webvirt.hosts.models import Host; Host.objects.filter(pk={frozen}).update(uri={uri!r})")
+    frozen_at = freeze(env, frozen, uri)
     server.start()
     n, w = args.requests, args.warmup
     try:
         api = Client(server.port, token)
-        alone = timed(api, search_path, n, w, search_ok)
-        report("API search, one host frozen", alone)
+        flag = StatusWatch(server.port, token, frozen, frozen_at)
+        # The search, from the freeze until the watcher has flagged the host (and at least n requests).
+        alone: list[float] = []
+        while len(alone) < n + w or not flag.done.is_set():
+            alone += timed(api, search_path, 1, 0, search_ok)
+        alone = alone[w:]
+        flagged = flag.flagged_after
+        log(f"the watcher flagged the frozen host offline {flagged} s after the freeze: {flag.reason!r}"
+            if flagged is not None else "the frozen host was never flagged offline")
+        report(f"API search, one host frozen ({len(alone)} requests)", alone)
 
         # Someone opens the frozen host's page: that request waits for libvirt's timeout.
         stop = threading.Event()
@@ -470,15 +385,17 @@ def offline(args, env, server, host_ids, token, search_path, search_ok, make_lis
         thread.join(60)
         report("API search beside a request stuck on the frozen host", beside)
         log(f"the frozen host's page took {', '.join(f'{s:.1f}' for s in stuck)} s" + (f"; {errors}" if errors else ""))
-        status = api.json("GET", f"/api/v1/hosts/{frozen}/")["status"]
-        log(f"the frozen host is now marked '{status}'")
+        host_status = api.json("GET", f"/api/v1/hosts/{frozen}/")["status"]
+        log(f"the frozen host is now marked '{host_status}'")
         out = {"offline_host_api_search_median_ms": 0.0, "offline_host_api_search_p95_ms": 0.0}
         out["offline_host_api_search_median_ms"], out["offline_host_api_search_p95_ms"] = summary(alone)
+        out["offline_host_api_search_requests"] = len(alone)
         (out["offline_host_stuck_request_api_search_median_ms"],
          out["offline_host_stuck_request_api_search_p95_ms"]) = summary(beside)
+        out["offline_host_flagged_seconds"] = flagged
         out["offline_host_page_seconds"] = round(max(stuck), 2) if stuck else None
         out["offline_host_request_in_flight"] = overlapped
-        out["offline_host_status"] = status
+        out["offline_host_status"] = host_status
         out["_reconnects"] = api.reconnects + browser.reconnects
         api.close()
         browser.close()

@@ -1,0 +1,257 @@
+"""What the benchmarks share: a private state, `manage.py`, the web and watcher processes, an HTTP client.
+
+Every benchmark runs on a state of its own (a temporary WEBVIRT_STATE_DIR with SQLite in it unless a
+database URL is given) and its own Redis key prefix, so neither the developer's data nor a running
+development server or watcher is touched. No Django imports: the processes under test are separate.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = ROOT / ".venv" / "bin" / "python"
+UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+ADMIN_USER, ADMIN_PASSWORD = "benchadmin", "bench-" + uuid.uuid4().hex
+
+
+def _name() -> str:
+    return Path(sys.argv[0]).stem
+
+
+def log(message: str) -> None:
+    print(f"{_name()}: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise SystemExit(f"{_name()}: {message}")
+
+
+# Processes ---------------------------------------------------------------------------------------
+
+def bench_env(state_dir: Path, database_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["WEBVIRT_STATE_DIR"] = str(state_dir)
+    env["DJANGO_SETTINGS_MODULE"] = "webvirt.settings"
+    env["WEBVIRT_LOG_LEVEL"] = "WARNING"
+    # Leases and channel-layer groups of our own: a development watcher must not hold our hosts.
+    env["WEBVIRT_REDIS_PREFIX"] = f"webvirt-bench-{os.getpid()}"
+    env.pop("WEBVIRT_DEBUG", None)
+    # Never inherit the developer's database: SQLite in the temporary state folder unless asked.
+    env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if "REDIS_URL" not in env:
+        env_file = ROOT / ".state" / "env"
+        if env_file.exists():
+            match = re.search(r"^export REDIS_URL=(.+)$", env_file.read_text(), re.M)
+            if match:
+                env["REDIS_URL"] = match.group(1).strip().strip("'\"")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        fail(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def prepare_database(env: dict[str, str], flush: bool) -> str:
+    """Migrate (and empty, if asked), create the administrator; return their API token."""
+    manage(env, "migrate", "--noinput")
+    if flush:
+        manage(env, "flush", "--noinput")
+    manage(env, "shell", "-c",
+           "from django.contrib.auth import get_user_model; "
+           f"get_user_model().objects.create_superuser({ADMIN_USER!r}, '', {ADMIN_PASSWORD!r})")
+    return manage(env, "apitoken", ADMIN_USER).strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Server:
+    """The web process, started as the Procfile starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [str(UVICORN), "webvirt.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--ws", "websockets", "--ws-per-message-deflate", "false"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                fail(f"the server exited:\n{self.tail()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/accounts/login/")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        fail(f"the server did not answer within 30 s:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self) -> str:
+        return _tail(self.log_path)
+
+
+class Watcher:
+    """The event watcher (`manage.py watch`), as the Procfile starts it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, holder: str = "bench") -> None:
+        self.env, self.log_path, self.holder = env, log_path, holder
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen([str(PYTHON), "manage.py", "watch", "--holder", self.holder], cwd=ROOT,
+                                         env={**self.env, "PYTHONUNBUFFERED": "1"}, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 60) -> None:
+        """Wait until `text` appears `count` times in the watcher's log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                fail(f"the watcher exited:\n{self.tail()}")
+            if self.output().count(text) >= count:
+                return
+            time.sleep(0.1)
+        fail(f"the watcher did not log '{text}' {count} times within {timeout:g} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 15) -> tuple[int | None, float]:
+        """SIGTERM; the exit code (None if it had to be killed) and how long the stop took."""
+        if self.proc is None or self.proc.poll() is not None:
+            return (self.proc.returncode if self.proc else None), 0.0
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            code = None
+        return code, round(time.monotonic() - started, 2)
+
+    def tail(self) -> str:
+        return _tail(self.log_path)
+
+
+# HTTP --------------------------------------------------------------------------------------------
+
+class Client:
+    """One persistent (keep-alive) HTTP connection, with a token or a session cookie."""
+
+    def __init__(self, port: int, token: str | None = None, timeout: float = 60) -> None:
+        self.port, self.timeout = port, timeout
+        self.headers = {"Authorization": f"Token {token}"} if token else {}
+        self.cookies: dict[str, str] = {}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.reconnects = 0
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        all_headers = {**self.headers, **(headers or {})}
+        if self.cookies:
+            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in (1, 2):
+            try:
+                self.conn.request(method, path, body=body, headers=all_headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed the kept-alive connection; that costs a reconnect, count it.
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self.reconnects += 1
+                if attempt == 2:
+                    raise
+        for header in response.msg.get_all("Set-Cookie") or []:
+            for key, morsel in SimpleCookie(header).items():
+                self.cookies[key] = morsel.value
+        if response.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+        return response.status, response.msg, data
+
+    def json(self, method: str, path: str, payload: dict | None = None, expect: int = 200) -> dict:
+        body = json.dumps(payload).encode() if payload is not None else None
+        status, _msg, data = self.request(method, path, body, {"Content-Type": "application/json"} if body else {})
+        if status != expect:
+            fail(f"{method} {path} answered {status}, expected {expect}: {data[:500]!r}")
+        return json.loads(data)
+
+    def login(self, username: str, password: str) -> None:
+        status, _msg, page = self.request("GET", "/accounts/login/")
+        match = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        if status != 200 or not match:
+            fail("the login page has no CSRF token")
+        form = urlencode({"username": username, "password": password, "next": "/domains/",
+                          "csrfmiddlewaretoken": match.group(1).decode()}).encode()
+        status, _msg, page = self.request("POST", "/accounts/login/", form,
+                                          {"Content-Type": "application/x-www-form-urlencoded"})
+        if status != 302 or "sessionid" not in self.cookies:
+            fail(f"logging in failed ({status}): {page[:300]!r}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# Figures -----------------------------------------------------------------------------------------
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile (0.95 -> p95) of `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
