@@ -162,6 +162,8 @@ def test_a_worker_killed_in_the_middle_of_a_clone_job_leaves_no_orphan(  # type:
     assert job.state == Job.RUNNING and len(list(pool_dir(scratch_pool).iterdir())) > 1
     half_made = [o["key"] for o in job.created_objects]
 
+    assert job_id not in runner.reap_stale()  # its heartbeat is still fresh: not yet taken for dead
+
     # The reaper fails the job once its heartbeat is stale, and removes everything it created.
     monkeypatch.setattr(runner, "STALE_SECONDS", runner.HEARTBEAT_SECONDS + 1)
     deadline = time.monotonic() + 60
