@@ -28,6 +28,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = restarting + [item for item in items if item not in restarting]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    """A failed test's report shows the end of each live process's log (web server, watchers)."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("live_stack")
+    if report.failed and stack is not None:
+        for path in sorted(stack.log_dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-40:]
+            report.sections.append((f"{path.name} (last 40 lines)", "\n".join(lines)))
+    return report
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
     # The real hasher costs most of a second per user; nothing here logs in with a password.
