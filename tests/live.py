@@ -56,7 +56,8 @@ class Process:
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:
@@ -78,7 +79,7 @@ def start_web(log_dir: Path) -> tuple[Process, str]:
     port = free_port()
     web = Process("web", [str(ROOT / ".venv/bin/uvicorn"), "webvirt.asgi:application", "--host", "127.0.0.1",
                           "--port", str(port), "--ws", "websockets", "--ws-per-message-deflate", "false",
-                          "--log-level", "warning"], log_dir)
+                          "--log-level", "warning", "--timeout-graceful-shutdown", "2"], log_dir)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -89,8 +90,9 @@ def start_web(log_dir: Path) -> tuple[Process, str]:
             if web.proc.poll() is not None:
                 break
             time.sleep(0.2)
+    output = web.output()
     web.stop()
-    raise RuntimeError(f"the web server did not start:\n{web.output()}")
+    raise RuntimeError(f"the web server did not start:\n{output}")
 
 
 def start_watcher(log_dir: Path, holder: str = "w1") -> Process:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import TEST_URI
 from webvirt.virt import errors
-from webvirt.virt.connection import ConnectionManager, Target, check_uri
+from webvirt.virt.connection import MAX_STUCK_OPENS, ConnectionManager, Target, check_uri
 from webvirt.virt.domains import lookup
 from webvirt.virt.errors import VirtError
 
@@ -168,5 +168,17 @@ def test_while_an_open_is_stuck_further_calls_to_that_host_fail_at_once(manager,
     started = time.monotonic()
     with pytest.raises(VirtError, match="Host frozen has not answered for") as caught:
         manager.call(hung, lambda conn: conn.getURI())
+    assert time.monotonic() - started < 0.1
+    assert caught.value.kind == errors.UNREACHABLE
+
+
+def test_unanswered_open_attempts_to_one_host_are_capped(manager, hung_port):
+    hung = Target(key="hung", uri=f"qemu+tcp://127.0.0.1:{hung_port}/system", name="frozen")
+    for _ in range(MAX_STUCK_OPENS):
+        with pytest.raises(VirtError, match="did not answer within"):
+            manager.open(hung, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(VirtError, match="has not answered the last") as caught:
+        manager.open(hung, timeout=0.2)
     assert time.monotonic() - started < 0.1
     assert caught.value.kind == errors.UNREACHABLE

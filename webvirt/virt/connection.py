@@ -37,6 +37,7 @@ KNOWN_SCHEMES = {"qemu", "qemu+ssh", "qemu+tcp", "qemu+tls", "qemu+unix", "qemu+
                  "bhyve", "bhyve+ssh", "ch", "ch+ssh", "vz", "vz+ssh"}
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
+MAX_STUCK_OPENS = 3  # unanswered connection attempts per host still holding a thread
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class ConnectionManager:
         self._conns: dict[str, libvirt.virConnect] = {}
         self._open_locks: dict[str, threading.Lock] = {}
         self._stuck: dict[str, float] = {}
+        self._stuck_opens: dict[str, int] = {}
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="libvirt-call")
         os.register_at_fork(after_in_child=self._after_fork)
 
@@ -128,6 +130,7 @@ class ConnectionManager:
         self._conns = {}
         self._open_locks = {}
         self._stuck = {}
+        self._stuck_opens = {}
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="libvirt-call")
 
     # Opening -------------------------------------------------------------------------------
@@ -158,6 +161,12 @@ class ConnectionManager:
         check_uri(target.uri)
         event_loop.ensure()
         timeout = self.open_timeout if timeout is None else timeout
+        # An attempt to a host that accepts and never answers can block its thread for as long as
+        # TCP lets it. Retries (the watcher's) may each leave one behind: cap them per host, so a
+        # dead host can never use up the pool that every other host shares.
+        if self._stuck_opens.get(target.key, 0) >= MAX_STUCK_OPENS:
+            raise VirtError(f"Host {target.label} has not answered the last {MAX_STUCK_OPENS} connection "
+                            "attempts.", errors.UNREACHABLE)
         future = self._pool.submit(self._open_blocking, target)
         try:
             return future.result(timeout=timeout)
@@ -166,8 +175,19 @@ class ConnectionManager:
             # calls to this host fail at once (see `call`) instead of tying up more threads behind it.
             future.add_done_callback(_close_late)
             self._stuck.setdefault(target.key, time.monotonic() - timeout)
-            future.add_done_callback(lambda _f: self._stuck.pop(target.key, None))
+            with self._lock:
+                self._stuck_opens[target.key] = self._stuck_opens.get(target.key, 0) + 1
+            future.add_done_callback(lambda _f: self._open_ended(target.key))
             raise VirtError(f"Host {target.label} did not answer within {timeout:g} s.", errors.UNREACHABLE) from None
+
+    def _open_ended(self, key: str) -> None:
+        with self._lock:
+            self._stuck.pop(key, None)
+            left = self._stuck_opens.get(key, 1) - 1
+            if left > 0:
+                self._stuck_opens[key] = left
+            else:
+                self._stuck_opens.pop(key, None)
 
     def _open_blocking(self, target: Target) -> libvirt.virConnect:
         uri = self._uri_with_key(target)
