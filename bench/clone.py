@@ -201,6 +201,8 @@ class Watch(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
+            if not self.conn.isAlive():  # libvirtd was restarted by other work: the guests live on
+                self.conn = open_libvirt()
             self.poll_domains()
             self.read_ptys(0.1)
         for fd in self.ptys:
