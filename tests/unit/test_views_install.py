@@ -66,3 +66,14 @@ def test_an_upload_for_a_host_nobody_sees_is_not_found(client, stranger, test_ho
                            HTTP_AUTHORIZATION=f"Token {token}")
     assert response.status_code == 404
     assert not Job.objects.exists()
+
+
+def test_the_upload_form_keeps_the_file_and_starts_a_job(admin_client, test_host, settings, tmp_path):
+    settings.STATE_DIR = tmp_path
+    response = admin_client.post(f"/install/upload/?host={test_host.pk}", {
+        "pool": "default-pool", "name": "", "file": SimpleUploadedFile("debian.iso", b"x" * 4096)})
+    job = Job.objects.get(kind="upload")
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert job.params["name"] == "debian.iso" and job.params["size"] == 4096
+    assert open(job.params["file"], "rb").read() == b"x" * 4096
+    assert job.params["file"].startswith(str(tmp_path / "uploads"))
