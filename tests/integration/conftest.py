@@ -109,7 +109,8 @@ def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
     undefined (their volumes live in scratch_pool's folder, which goes with `workdir`)."""
     prefix = f"wvc-{uuidlib.uuid4().hex[:6]}-"
     yield prefix
-    for dom in qemu_conn.listAllDomains(0):
+    conn = libvirt.open(QEMU_URI)  # not the session's: libvirtd may have been restarted meanwhile
+    for dom in conn.listAllDomains(0):
         if not dom.name().startswith(prefix):
             continue
         try:
@@ -119,6 +120,7 @@ def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
         except libvirt.libvirtError:
             pass
+    conn.close()
 
 
 def pool_dir(pool: libvirt.virStoragePool) -> Path:
