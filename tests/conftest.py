@@ -16,6 +16,34 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 TEST_URI = "test+unix:///default"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every browser test last.
+
+    Sync Playwright keeps an event loop running in the main thread for as long as the browser is
+    open; any later test calling async_to_sync (channel layer, Django's async bridges) would fail.
+    """
+    browser_tests = [item for item in items if item.get_closest_marker("browser")]
+    items[:] = [item for item in items if not item.get_closest_marker("browser")] + browser_tests
+
+
+@pytest.fixture(scope="session")
+def browser():  # type: ignore[no-untyped-def]
+    """The system Chromium through Playwright (it cannot download a browser here); one per session."""
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install the Debian package 'chromium'."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import libvirt
 import pytest
 import websockets
 
-from tests.browser.conftest import browser  # noqa: F401  (the session's Chromium, reused here)
 from tests.consoles.fakevnc import FakeVncServer
 
 

@@ -6,6 +6,7 @@ Each change reaches the running domain (VIR_DOMAIN_AFFECT_LIVE) and its persiste
 
 from __future__ import annotations
 
+import time
 from xml.sax.saxutils import quoteattr
 
 import libvirt
@@ -40,9 +41,9 @@ def next_target(doc: DomainXML, bus: str) -> str:
     raise VirtError(f"The domain has no free {bus} disk slot left.", errors.CONFLICT)
 
 
-def _run(dom: libvirt.virDomain, verb: str, fn: str, xml: str) -> None:
+def _run(dom: libvirt.virDomain, verb: str, fn: str, xml: str, extra_flags: int = 0) -> None:
     try:
-        getattr(dom, fn)(xml, _flags(dom))
+        getattr(dom, fn)(xml, _flags(dom) | extra_flags)
     except libvirt.libvirtError as exc:
         failure = errors.from_libvirt(exc)
         raise VirtError(f"libvirt could not {verb}: {failure.message}", failure.kind, detail=str(exc)) from None
@@ -132,4 +133,14 @@ def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str
         driver = disk.node.find("./driver")
         (driver.addnext(node) if driver is not None else disk.node.insert(0, node))
     verb = f"put {iso_path} into {target}" if iso_path else f"eject {target}"
-    _run(dom, f"{verb} of {dom.name()}", "updateDeviceFlags", disk.to_string())
+    # A booting guest may hold the tray shut; QEMU then refuses the new medium ("Tray of the
+    # device is not open"). Forcing the change opens it, as the guest's eject button would.
+    force = libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE if dom.isActive() else 0
+    for attempt in range(3):
+        try:
+            _run(dom, f"{verb} of {dom.name()}", "updateDeviceFlags", disk.to_string(), force)
+            return
+        except VirtError as exc:
+            if "tray" not in exc.detail.lower() or attempt == 2:
+                raise
+            time.sleep(0.5)
