@@ -136,11 +136,13 @@ def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str
     # A booting guest may hold the tray shut; QEMU then refuses the new medium ("Tray of the
     # device is not open"). Forcing the change opens it, as the guest's eject button would.
     force = libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE if dom.isActive() else 0
-    for attempt in range(3):
+    # The tray opens asynchronously (firmware still booting can take seconds): try for up to 10 s.
+    deadline = time.monotonic() + 10
+    while True:
         try:
             _run(dom, f"{verb} of {dom.name()}", "updateDeviceFlags", disk.to_string(), force)
             return
         except VirtError as exc:
-            if "tray" not in exc.detail.lower() or attempt == 2:
+            if "tray" not in exc.detail.lower() or time.monotonic() > deadline:
                 raise
-            time.sleep(0.5)
+            time.sleep(1)
