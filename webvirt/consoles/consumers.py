@@ -40,6 +40,9 @@ PATH = re.compile(r"^/ws/console/(?P<kind>vnc|serial)/(?P<id>\d+)/$")
 REFUSED = 4403  # before the handshake completes uvicorn answers HTTP 403: nothing is opened
 FAILED = 4409  # after the handshake: the console could not be reached; the reason is the close reason
 CHUNK = 64 * 1024  # websockify's frame size too; larger frames were slower for clients here
+# How much the socket reader may buffer before it stops reading: a few frames, so the next one is
+# ready when the browser takes one, yet bounded (backpressure towards the VNC server).
+BUFFER = 4 * CHUNK
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -128,13 +131,13 @@ async def connect_vnc(domain: Domain) -> tuple[asyncio.StreamReader, asyncio.Str
     if endpoint.kind == "fd":
         sock = await asyncio.to_thread(
             call, domain.host, lambda conn: virt_console.open_graphics_socket(conn, domain.uuid))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=CHUNK)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=BUFFER)
     elif endpoint.kind == "ssh":
         reader, writer = await tunnel.open_ssh_tunnel(domain.host, endpoint)
     else:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(endpoint.host, endpoint.port, limit=CHUNK), 5)
+                asyncio.open_connection(endpoint.host, endpoint.port, limit=BUFFER), 5)
         except (OSError, TimeoutError):
             raise VirtError(f"The VNC server of {domain.name} at {endpoint.host}:{endpoint.port} does not answer.",
                             errors.UNREACHABLE) from None
