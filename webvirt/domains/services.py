@@ -17,9 +17,8 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.domains.models import Domain
-from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.services import OFFLINE_KINDS, mark_status
+from webvirt.hosts.objects import host_call as _call  # keeps the host's online/offline status true
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
 from webvirt.virt.domains import DomainSnapshot
@@ -28,19 +27,6 @@ from webvirt.virt.errors import VirtError
 
 CACHED_FIELDS = ("name", "state", "reason", "vcpus", "memory_mib", "autostart", "persistent", "graphics")
 SYNC_TIMEOUT = 30.0
-
-
-def _call(host: Host, fn, timeout: float | None = None):  # type: ignore[no-untyped-def]
-    """A libvirt call that also keeps the host's online/offline status true."""
-    try:
-        result = call(host, fn, timeout)
-    except VirtError as exc:
-        if exc.kind in OFFLINE_KINDS:
-            mark_status(host, False, exc.message)
-        raise
-    if host.status != Host.ONLINE:
-        mark_status(host, True)
-    return result
 
 
 # The state cache -------------------------------------------------------------------------------
