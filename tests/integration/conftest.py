@@ -27,7 +27,7 @@ def qemu_conn() -> Iterator[libvirt.virConnect]:
     try:
         conn = libvirt.open(QEMU_URI)
     except libvirt.libvirtError as exc:
-        pytest.skip(f"{QEMU_URI} does not answer ({exc}); start it with `bash scripts/services.sh`.")
+        pytest.fail(f"{QEMU_URI} does not answer ({exc}); start it with `bash scripts/services.sh`.")
     yield conn
     conn.close()
 
