@@ -31,11 +31,9 @@ import argparse
 import http.client
 import json
 import os
-import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,8 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import bench_env, free_port, log, manage  # noqa: E402  (bench/ is on sys.path)
+
 from tests.guest.guest import READY_MARKER, ensure_image, tiny_domain_xml  # noqa: E402
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -61,38 +61,7 @@ GOAL_LINKED_S = 15.0
 GOAL_SPEEDUP = 10.0
 
 
-def log(message: str) -> None:
-    print(f"clone: {message}", file=sys.stderr, flush=True)
-
-
 # Processes ---------------------------------------------------------------------------------------
-
-def bench_env(state_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "WEBVIRT_STATE_DIR": str(state_dir), "DJANGO_SETTINGS_MODULE": "webvirt.settings",
-           "WEBVIRT_REDIS_PREFIX": f"webvirt-bench-clone-{os.getpid()}", "WEBVIRT_LOG_LEVEL": "WARNING",
-           "PYTHONUNBUFFERED": "1"}
-    env.pop("DATABASE_URL", None)  # never the developer's database: SQLite in the temporary state folder
-    env.pop("WEBVIRT_TASKS_EAGER", None)
-    if "REDIS_URL" not in env:
-        env_file = ROOT / ".state" / "env"
-        match = re.search(r"^export REDIS_URL=(.+)$", env_file.read_text(), re.M) if env_file.exists() else None
-        if match:
-            env["REDIS_URL"] = match.group(1).strip().strip("'\"")
-    return env
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([str(PYTHON), "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"clone: manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
-    return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Processes:
     """The web server, worker and watcher of this run, each logging to a file; stopped together."""
@@ -389,7 +358,7 @@ def main() -> int:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # lookups of not-yet-defined clones fail quietly
     tmp = Path(tempfile.mkdtemp(prefix="webvirt-bench-clone-"))
     os.chmod(tmp, 0o755)  # qemu (user libvirt-qemu) must reach the pool inside it
-    env = bench_env(tmp / "state")
+    env = bench_env(tmp / "state", None)
     procs = Processes(env, tmp)
     conn = libvirt.open(URI)
     tag = uuid.uuid4().hex[:6]
