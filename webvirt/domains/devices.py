@@ -64,7 +64,8 @@ def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
 def change_media(actor: Actor, domain: Domain, dev: str, iso_path: str = "") -> None:
     with audited(actor, "domain.change_media", domain) as target:
         _require(actor, domain)
-        host_call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path), SLOW)
+        host_call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
+                  virt_devices.MEDIA_SECONDS)
         target.detail.append(f"{dev}: {iso_path or 'ejected'}")
 
 

@@ -107,6 +107,9 @@ def detach_interface(conn: libvirt.virConnect, uuid: str, mac: str) -> str:
     raise VirtError(f"{dom.name()} has no interface with MAC address {mac}.", errors.NOT_FOUND)
 
 
+MEDIA_SECONDS = 30.0
+
+
 def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str = "") -> None:
     """Put an ISO (by path) into CD-ROM `target`, or eject it when `iso_path` is empty."""
     dom = virt_domains.lookup(conn, uuid)
@@ -136,8 +139,9 @@ def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str
     # A booting guest may hold the tray shut; QEMU then refuses the new medium ("Tray of the
     # device is not open"). Forcing the change opens it, as the guest's eject button would.
     force = libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE if dom.isActive() else 0
-    # The tray opens asynchronously (firmware still booting can take seconds): try for up to 10 s.
-    deadline = time.monotonic() + 10
+    # The tray opens asynchronously, and firmware that is still probing the drive closes it again:
+    # keep trying for up to 25 s (the caller allows MEDIA_SECONDS for the whole change).
+    deadline = time.monotonic() + MEDIA_SECONDS - 5
     while True:
         try:
             _run(dom, f"{verb} of {dom.name()}", "updateDeviceFlags", disk.to_string(), force)
