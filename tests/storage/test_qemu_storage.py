@@ -19,6 +19,7 @@ from webvirt.domains.models import Domain
 from webvirt.domains.services import sync_host
 from webvirt.jobs import runner
 from webvirt.jobs.models import Job
+from webvirt.virt import devices as virt_devices
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.qemu]
 
@@ -154,3 +155,20 @@ def test_a_running_domain_gets_a_disk_an_interface_and_new_cdrom_media(api, dir_
     assert wrong.status_code == 400 and "not a CD-ROM" in wrong.json()["error"]
     addresses = api.get(f"/api/v1/domains/{row.pk}/addresses/")
     assert addresses.status_code == 200  # no lease yet (the guest runs no DHCP client), but no error either
+
+
+def test_cdrom_media_changes_right_after_start_even_when_libvirt_lost_track_of_the_tray(api, dir_pool,
+                                                                                         shutoff_domain, qemu_conn):
+    # Right after a start, libvirt 9 can keep a stale "tray open" and refuse every change after;
+    # changing media within milliseconds of the start, several times, hits that window.
+    oid, _pool = dir_pool
+    _row, dom = shutoff_domain
+    iso = api.post(f"/api/v1/pools/{oid}/volumes/", {"name": "boot.iso", "format": "raw", "capacity_mib": 1},
+                   format="json").json()
+    for _ in range(6):
+        dom.create()
+        virt_devices.change_media(qemu_conn, dom.UUIDString(), "hdc", iso["path"])
+        assert iso["path"] in dom.XMLDesc(0)
+        virt_devices.change_media(qemu_conn, dom.UUIDString(), "hdc", "")
+        assert iso["path"] not in dom.XMLDesc(0)
+        dom.destroy()

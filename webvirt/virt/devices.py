@@ -6,6 +6,7 @@ Each change reaches the running domain (VIR_DOMAIN_AFFECT_LIVE) and its persiste
 
 from __future__ import annotations
 
+import json
 import time
 from xml.sax.saxutils import quoteattr
 
@@ -149,4 +150,26 @@ def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str
         except VirtError as exc:
             if "tray" not in exc.detail.lower() or time.monotonic() > deadline:
                 raise
+            _resync_tray(dom, target)
             time.sleep(1)
+
+
+def _resync_tray(dom: libvirt.virDomain, target: str) -> None:
+    """Open a CD-ROM tray that libvirt wrongly believes open, so the next media change can work.
+
+    libvirt 9 reads the trays' state at domain start while the firmware may be moving them; when
+    it keeps a stale "open" it never opens the tray again before removing the medium, and every
+    change fails with "Tray ... is not open" until libvirtd restarts. Only QEMU's own
+    blockdev-open-tray reaches the tray then (seen on Debian 12's libvirt 9.0 and QEMU 7.2).
+    """
+    live = DomainXML.from_string(dom.XMLDesc(0))
+    disk = next((d for d in live.disks if d.target_dev == target), None)
+    if disk is None or not disk.alias or disk.tray != "open":
+        return
+    try:
+        import libvirt_qemu
+
+        command = {"execute": "blockdev-open-tray", "arguments": {"id": disk.alias, "force": True}}
+        libvirt_qemu.qemuMonitorCommand(dom, json.dumps(command), 0)
+    except (ImportError, libvirt.libvirtError):
+        pass  # not a QEMU domain or no monitor access: the caller's retry reports the failure

@@ -20,6 +20,8 @@ class Disk(XMLObject):
     source_volume = XMLProperty[str]("./source/@volume")
     target_dev = XMLProperty[str]("./target/@dev")
     target_bus = XMLProperty[str]("./target/@bus")
+    tray = XMLProperty[str]("./target/@tray")  # live XML only: "open" or "closed"
+    alias = XMLProperty[str]("./alias/@name")  # live XML only: QEMU's device id
 
     @property
     def source(self) -> str:
