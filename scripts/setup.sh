@@ -56,6 +56,8 @@ wanted=(
     docker-compose
     # bench/clone.py compares clones with virt-clone
     virtinst
+    # tests/consoles/test_ssh_tunnel.py: a private sshd on 127.0.0.1 stands in for a qemu+ssh host
+    openssh-server openssh-client
     # the Makefile
     make
 )

@@ -17,7 +17,7 @@ import re
 import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import libvirt
@@ -125,15 +125,23 @@ audit_close = database_sync_to_async(services.audit_close)
 
 # VNC ---------------------------------------------------------------------------------------------
 
-async def connect_vnc(domain: Domain) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+class VncStream(NamedTuple):
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    authenticated: bool  # the proxy answered the server's VNC authentication itself
+    greeting: bytes  # what the server sent that was read already and the browser still needs
+
+
+async def connect_vnc(domain: Domain) -> VncStream:
     """A byte stream to the domain's VNC server: TCP, a libvirt-opened socket, or an SSH tunnel."""
     endpoint = await asyncio.to_thread(services.vnc_endpoint, domain)
+    greeting = b""
     if endpoint.kind == "fd":
         sock = await asyncio.to_thread(
             call, domain.host, lambda conn: virt_console.open_graphics_socket(conn, domain.uuid))
         reader, writer = await asyncio.open_connection(sock=sock, limit=BUFFER)
     elif endpoint.kind == "ssh":
-        reader, writer = await tunnel.open_ssh_tunnel(domain.host, endpoint)
+        reader, writer, greeting = await tunnel.open_ssh_tunnel(domain.host, endpoint)
     else:
         try:
             reader, writer = await asyncio.wait_for(
@@ -144,8 +152,9 @@ async def connect_vnc(domain: Domain) -> tuple[asyncio.StreamReader, asyncio.Str
     if endpoint.password:
         # The proxy answers the server's VNC authentication itself, so the password never reaches the
         # browser; the browser is then offered "no authentication" (see tunnel.offer_no_auth).
-        await tunnel.vnc_authenticate(reader, writer, endpoint.password)
-    return reader, writer, bool(endpoint.password)
+        await tunnel.vnc_authenticate(reader, writer, endpoint.password, greeting)
+        return VncStream(reader, writer, True, b"")
+    return VncStream(reader, writer, False, greeting)
 
 
 async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int) -> None:
@@ -154,21 +163,24 @@ async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int
         return
     actor = _actor(scope)
     try:
-        reader, writer, authenticated = await connect_vnc(domain)
+        reader, writer, authenticated, greeting = await connect_vnc(domain)
     except VirtError as exc:
         await audit(actor, "vnc", domain, AuditEntry.FAILED, exc.message)
         await _accept(scope, send)
         await _fail(send, exc.message)
         return
     await _accept(scope, send)
+    await audit(actor, "vnc", domain, AuditEntry.OK, "opened")
+    started = time.monotonic()
     if authenticated:
         leftover = await tunnel.offer_no_auth(receive, send)
         if leftover is None:
             writer.close()
+            await audit_close(actor, "vnc", domain, started, 0, 0, "closed by the browser during the handshake")
             return
         writer.write(leftover)
-    await audit(actor, "vnc", domain, AuditEntry.OK, "opened")
-    started = time.monotonic()
+    elif greeting:
+        await send({"type": "websocket.send", "bytes": greeting})
     stats, reason = await pump(receive, send, reader, writer)
     await audit_close(actor, "vnc", domain, started, stats[0], stats[1], reason)
 

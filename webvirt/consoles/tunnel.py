@@ -30,17 +30,35 @@ def ssh_command(host: Host, endpoint: VncEndpoint) -> list[str]:
         uri = manager._uri_with_key(host.target())
         keyfile = parse_qs(urlsplit(uri).query).get("keyfile", [""])[0]
         command += ["-i", keyfile, "-o", "IdentitiesOnly=yes"]
+    if not endpoint.ssh_verify:
+        # no_verify=1 in the host's URI: accept the server's key without recording it, so that a key
+        # that changed later does not turn off forwarding (which is all this command does).
+        command += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     if endpoint.ssh_port:
         command += ["-p", str(endpoint.ssh_port)]
     return [*command, "-W", f"{endpoint.host}:{endpoint.port}", endpoint.ssh_target]
 
 
-async def open_ssh_tunnel(host: Host, endpoint: VncEndpoint) -> tuple[Any, Any]:
-    """A (reader, writer) pair over `ssh -W`; the writer's close() ends the tunnel."""
+async def open_ssh_tunnel(host: Host, endpoint: VncEndpoint) -> tuple[Any, Any, bytes]:
+    """A (reader, writer, greeting) over `ssh -W`; the writer's close() ends the tunnel.
+
+    The VNC server's 12-byte greeting is read here: it proves the tunnel is up, and when it does not
+    come, ssh's own words say why (refused key, unknown host key, nothing listening).
+    """
     proc = await asyncio.create_subprocess_exec(*ssh_command(host, endpoint), stdin=asyncio.subprocess.PIPE,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    assert proc.stdin is not None and proc.stdout is not None
-    return proc.stdout, proc.stdin
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        greeting = await asyncio.wait_for(proc.stdout.readexactly(12), 10)
+    except (asyncio.IncompleteReadError, TimeoutError):
+        if proc.returncode is None:
+            proc.kill()
+        said = (await proc.stderr.read()).decode(errors="replace").strip().splitlines()
+        reason = said[-1] if said else "no answer within 10 s"
+        raise VirtError(f"The SSH tunnel to {endpoint.ssh_target} for the VNC server failed: {reason}",
+                        errors.UNREACHABLE) from None
+    # What ssh still writes to stderr (a line or two at most) stays in the pipe's reader, unread.
+    return proc.stdout, proc.stdin, greeting
 
 
 def _des_key(password: str) -> bytes:
@@ -58,11 +76,15 @@ def vnc_response(password: str, challenge: bytes) -> bytes:
     return encryptor.update(challenge) + encryptor.finalize()
 
 
-async def vnc_authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str) -> None:
-    """Do the server's RFB 3.8 handshake up to a successful SecurityResult, as a client with the password."""
+async def vnc_authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str,
+                           greeting: bytes = b"") -> None:
+    """Do the server's RFB 3.8 handshake up to a successful SecurityResult, as a client with the password.
+
+    `greeting` is the server's version line when the caller has read it already.
+    """
     failed = VirtError("The domain's VNC server refused webvirt's password.", errors.AUTH)
     try:
-        version = await asyncio.wait_for(reader.readexactly(12), 5)
+        version = greeting or await asyncio.wait_for(reader.readexactly(12), 5)
         if not version.startswith(b"RFB 003."):
             raise failed
         writer.write(RFB_VERSION)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import libvirt
 from lxml import etree
@@ -30,6 +30,7 @@ class VncEndpoint:
     password: str = ""  # only set when the proxy must answer the server's VNC authentication itself
     ssh_target: str = ""  # user@host for `ssh`
     ssh_port: int = 0
+    ssh_verify: bool = True  # False when the host's URI says no_verify=1, as libvirt's own ssh does
 
 
 def is_local(uri: str) -> bool:
@@ -64,6 +65,16 @@ def vnc_endpoint(conn: libvirt.virConnect, uuid: str, uri: str) -> VncEndpoint:
         listen = listen_node.get("address")
     has_tcp = port > 0 and (listen_node is None or listen_node.get("type") in (None, "address", "network"))
     parts = urlsplit(uri)
+    if "ssh" in parts.scheme:
+        # Through the host's SSH server even when it is this machine: the connection that reaches
+        # libvirt is ssh's, so libvirt cannot hand out a socket, and ssh is what the admin allowed.
+        if not has_tcp:
+            raise VirtError(f"{dom.name()}'s VNC server has no TCP port, and libvirt only hands out its socket "
+                            "to connections on the same machine.", errors.UNSUPPORTED)
+        target = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname or ""
+        remote = "127.0.0.1" if listen in ANY_ADDRESS else listen.strip("[]")
+        return VncEndpoint("ssh", remote, port, password, ssh_target=target, ssh_port=parts.port or 0,
+                           ssh_verify=parse_qs(parts.query).get("no_verify", ["0"])[0] != "1")
     if is_local(uri):
         if (password or not has_tcp) and conn.getType() == "QEMU":
             # libvirt hands us a connected socket and tells QEMU to skip the password for it.
@@ -75,12 +86,6 @@ def vnc_endpoint(conn: libvirt.virConnect, uuid: str, uri: str) -> VncEndpoint:
     if not has_tcp:
         raise VirtError(f"{dom.name()}'s VNC server has no TCP port, and libvirt only hands out its socket to "
                         "connections on the same machine.", errors.UNSUPPORTED)
-    if "ssh" in parts.scheme:
-        target = parts.hostname or ""
-        if parts.username:
-            target = f"{parts.username}@{target}"
-        remote = "127.0.0.1" if listen in ANY_ADDRESS else listen.strip("[]")
-        return VncEndpoint("ssh", remote, port, password, ssh_target=target, ssh_port=parts.port or 0)
     if listen.startswith("127.") or listen in ("::1", "localhost"):
         raise VirtError(f"{dom.name()}'s VNC server listens only on its host's loopback address; register the "
                         "host as qemu+ssh:// to reach it through an SSH tunnel.", errors.UNSUPPORTED)
