@@ -24,16 +24,25 @@ from webvirt.consoles import services
 PLUGIN = "webvirt.consoles.websockify_plugin"
 
 
-@pytest.fixture
-def gateway(transactional_db, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+COMMANDS = {
+    # webvirt's gateway process: websockify with the plugins preset, auditing every session's end
+    "gateway": [str(live.ROOT / ".venv/bin/python"), "-m", "webvirt.consoles.gateway"],
+    # websockify itself with the plugins: the same checks, opens audited
+    "websockify": [str(live.ROOT / ".venv/bin/websockify"), "--token-plugin", f"{PLUGIN}.TicketTokens",
+                   "--auth-plugin", f"{PLUGIN}.TicketAuth"],
+}
+
+
+@pytest.fixture(params=sorted(COMMANDS))
+def gateway(request, transactional_db, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
     port = live.free_port()
-    proc = live.Process("gateway", [str(live.ROOT / ".venv/bin/websockify"), "--token-plugin", f"{PLUGIN}.TicketTokens",
-                                    "--auth-plugin", f"{PLUGIN}.TicketAuth", f"127.0.0.1:{port}"], tmp_path,
+    proc = live.Process("gateway", [*COMMANDS[request.param], f"127.0.0.1:{port}"], tmp_path,
                         PYTHONPATH=str(live.ROOT))
     deadline = time.monotonic() + 15
     while "Listen on" not in proc.output() and "listening" not in proc.output().lower():
         assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()
         time.sleep(0.1)
+    request.node.gateway_kind = request.param
     yield f"ws://127.0.0.1:{port}/"
     proc.stop()
 
@@ -61,7 +70,7 @@ def gateway_refuses(url: str, **kwargs) -> bool:  # type: ignore[no-untyped-def]
 
 @pytest.mark.django_db(transaction=True)
 def test_the_gateway_checks_tickets_like_the_built_in_proxy(  # type: ignore[no-untyped-def]
-        gateway, admin, stranger, fake_vnc, console_domains):
+        request, gateway, admin, stranger, fake_vnc, console_domains):
     domain = console_domains(fake_vnc.port)
     bob = get_user_model().objects.create_superuser("bob", "", "bob-password-1")
     alice, cookie = session(admin)
@@ -89,3 +98,11 @@ def test_the_gateway_checks_tickets_like_the_built_in_proxy(  # type: ignore[no-
     assert fake_vnc.connections == 1
     assert AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.OK).count() == 1
     assert AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.REFUSED).count() >= 3
+    if request.node.gateway_kind == "gateway":
+        # The session's end is recorded too, with the bytes carried (at least the 12-byte greeting).
+        deadline = time.monotonic() + 10
+        while not (closed := AuditEntry.objects.filter(action="console.vnc.close", via="gateway").first()):
+            assert time.monotonic() < deadline, "the gateway did not record the session's end"
+            time.sleep(0.1)
+        assert closed.object_id == str(domain.pk) and closed.username == "alice"
+        assert f"{len(GREETING)} bytes to the browser" in closed.detail and "closed by the browser" in closed.detail

@@ -1,5 +1,9 @@
 """The optional console gateway: websockify resolving webvirt's console tickets.
 
+    python -m webvirt.consoles.gateway 0.0.0.0:6080      (gateway.py: also audits every close)
+
+or websockify itself, which then records opens only:
+
     websockify --token-plugin webvirt.consoles.websockify_plugin.TicketTokens \\
                --auth-plugin webvirt.consoles.websockify_plugin.TicketAuth 0.0.0.0:6080
 
@@ -37,8 +41,15 @@ from webvirt.virt.errors import VirtError  # noqa: E402
 log = logging.getLogger(__name__)
 
 # websockify forks one process per connection: what the token plugin found is kept here for the
-# auth plugin, which runs right after it in the same process.
+# auth plugin, which runs right after it in the same process, and what that one let through for the
+# gateway's request handler (gateway.py), which audits the session's end.
 _taken: dict[str, Any] = {}
+_opened: dict[str, Any] = {}
+
+
+def opened_session() -> tuple[Actor, Domain] | None:
+    """The (actor, domain) of the console this process opened, once TicketAuth let it through."""
+    return (_opened["actor"], _opened["domain"]) if _opened else None
 
 
 class TicketTokens:
@@ -86,6 +97,7 @@ class TicketAuth:
             raise AuthenticationError(response_code=403, response_msg="Forbidden") from None
         services.audit_open(actor, "vnc", domain, AuditEntry.OK, f"opened through the gateway to {target_host}:"
                                                                  f"{target_port}")
+        _opened.update(actor=actor, domain=domain)
 
 
 def _who(headers: Any) -> tuple[Any, str]:
