@@ -119,3 +119,72 @@ def test_a_console_of_a_shut_off_domain_says_so(live_page, test_host, make_test_
     expect(page.locator("#console-msg")).to_contain_text("is shut off. Start it to use its console.")
     expect(page.get_by_role("button", name="Connect", exact=True)).to_be_disabled()
     shot(page, "console-shut-off")
+
+
+def serial_log(dom) -> Path:  # type: ignore[no-untyped-def]
+    """The file libvirt copies the guest's serial output to (the tiny guest's shell on tty1 can write there)."""
+    from lxml import etree
+
+    return Path(etree.fromstring(dom.XMLDesc(0).encode()).find("./devices/serial/log").get("file"))
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} never reached the guest's serial output"
+        time.sleep(0.2)
+
+
+def paste(page, text: str) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_role("button", name="Paste text…").click()
+    page.get_by_label("Text to type").fill(text)
+    page.get_by_role("button", name="Type it").click()
+    expect(page.locator("#paste-dialog")).not_to_be_visible()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_vnc_consoles_controls_reach_the_guest(live_page, qemu_domain, tiny_guest):  # type: ignore[no-untyped-def]
+    # The tiny guest runs a root shell on its screen (tty1): what the controls send is typed there,
+    # and the shell writes proof to the serial port, whose output libvirt logs to a file.
+    page = live_page
+    log = serial_log(tiny_guest)
+    page.goto(f"/consoles/{qemu_domain.pk}/vnc/")
+    expect(page.locator("#console-status")).to_have_text("connected")
+
+    # Paste as keystrokes: capitals, digits and shifted symbols arrive as typed.
+    paste(page, "echo Pasted-OK_42 >/dev/ttyS0\n")
+    wait_for_text(log, "Pasted-OK_42")
+
+    # A key combination: Ctrl+C cancels the line being typed, so the shell runs only the next one
+    # (without it, the two would make `false && echo ...`, which prints nothing).
+    paste(page, "false && ")
+    page.get_by_label("Send a key combination").select_option("ctrl+c")
+    paste(page, "echo ctrl-c-OK >/dev/ttyS0\n")
+    wait_for_text(log, "ctrl-c-OK")
+
+    # Fit to window and full screen.
+    assert page.evaluate("window.webvirtConsole.rfb.scaleViewport") is True
+    page.get_by_label("Fit to window").uncheck()
+    assert page.evaluate("window.webvirtConsole.rfb.scaleViewport") is False
+    page.get_by_role("button", name="Full screen").click()
+    page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'screen'")
+    page.evaluate("document.exitFullscreen()")
+
+    # A dropped connection (not the user's Disconnect) comes back by itself, with a new ticket.
+    page.evaluate("window.webvirtConsole.rfb._sock._websocket.close()")
+    expect(page.locator("#console-status")).to_have_text("reconnecting…")
+    expect(page.locator("#console-status")).to_have_text("connected", timeout=20_000)
+    paste(page, "echo after-reconnect >/dev/ttyS0\n")
+    wait_for_text(log, "after-reconnect")
+
+    # Its own window: the same console, without the site's navigation, connected on its own.
+    with page.expect_popup() as popup_info:
+        page.get_by_role("button", name="Own window").click()
+    popup = popup_info.value
+    expect(popup.locator("#console-status")).to_have_text("connected")
+    expect(popup.locator(".topbar")).to_be_hidden()
+    assert "window=1" in popup.url
+    shot(popup, "console-vnc-own-window")
+    popup.close()
