@@ -3,7 +3,8 @@
 They are plain ASGI applications, not Channels consumers: after one thread hop to redeem the ticket
 and check the policy, every frame goes straight between uvicorn's `receive`/`send` and the VNC
 socket or libvirt stream, with no channel layer and no per-frame sync hop (Channels' dispatch costs
-~130 us per incoming frame). Backpressure holds both ways: the proxy reads from the VNC server only
+~130 us per incoming frame), and each chunk from the VNC socket becomes one frame without being
+copied on the way (streams.py). Backpressure holds both ways: the proxy reads from the VNC server only
 as fast as the browser accepts (`send` waits while the client is slow) and reads from the browser
 only as fast as the server takes it (`drain`).
 """
@@ -26,7 +27,7 @@ from django.conf import settings
 
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor, Denied
-from webvirt.consoles import services, tunnel
+from webvirt.consoles import services, streams, tunnel
 from webvirt.domains.models import Domain
 from webvirt.events.auth import _header
 from webvirt.hosts.connections import call
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 PATH = re.compile(r"^/ws/console/(?P<kind>vnc|serial)/(?P<id>\d+)/$")
 REFUSED = 4403  # before the handshake completes uvicorn answers HTTP 403: nothing is opened
 FAILED = 4409  # after the handshake: the console could not be reached; the reason is the close reason
-CHUNK = 64 * 1024  # websockify's frame size too; larger frames were slower for clients here
-# How much the socket reader may buffer before it stops reading: a few frames, so the next one is
-# ready when the browser takes one, yet bounded (backpressure towards the VNC server).
+CHUNK = 64 * 1024  # what one read from the SSH tunnel's pipe takes (sockets hand on what arrived)
+# How much may wait for the browser before the proxy stops reading from the VNC server: a few
+# frames, so the next one is ready when the browser takes one, yet bounded (backpressure).
 BUFFER = 4 * CHUNK
 
 Scope = dict[str, Any]
@@ -125,36 +126,36 @@ audit_close = database_sync_to_async(services.audit_close)
 
 # VNC ---------------------------------------------------------------------------------------------
 
-class VncStream(NamedTuple):
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+class VncConnection(NamedTuple):
+    stream: streams.VncStream | streams.PipeStream
     authenticated: bool  # the proxy answered the server's VNC authentication itself
     greeting: bytes  # what the server sent that was read already and the browser still needs
 
 
-async def connect_vnc(domain: Domain) -> VncStream:
+async def connect_vnc(domain: Domain) -> VncConnection:
     """A byte stream to the domain's VNC server: TCP, a libvirt-opened socket, or an SSH tunnel."""
     endpoint = await asyncio.to_thread(services.vnc_endpoint, domain)
     greeting = b""
+    stream: streams.VncStream | streams.PipeStream
     if endpoint.kind == "fd":
         sock = await asyncio.to_thread(
             call, domain.host, lambda conn: virt_console.open_graphics_socket(conn, domain.uuid))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=BUFFER)
+        stream = await streams.open_socket(sock, BUFFER)
     elif endpoint.kind == "ssh":
         reader, writer, greeting = await tunnel.open_ssh_tunnel(domain.host, endpoint)
+        stream = streams.PipeStream(reader, writer, CHUNK)
     else:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(endpoint.host, endpoint.port, limit=BUFFER), 5)
+            stream = await asyncio.wait_for(streams.open_tcp(endpoint.host, endpoint.port, BUFFER), 5)
         except (OSError, TimeoutError):
             raise VirtError(f"The VNC server of {domain.name} at {endpoint.host}:{endpoint.port} does not answer.",
                             errors.UNREACHABLE) from None
     if endpoint.password:
         # The proxy answers the server's VNC authentication itself, so the password never reaches the
         # browser; the browser is then offered "no authentication" (see tunnel.offer_no_auth).
-        await tunnel.vnc_authenticate(reader, writer, endpoint.password, greeting)
-        return VncStream(reader, writer, True, b"")
-    return VncStream(reader, writer, False, greeting)
+        await tunnel.vnc_authenticate(stream, endpoint.password, greeting)
+        return VncConnection(stream, True, b"")
+    return VncConnection(stream, False, greeting)
 
 
 async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int) -> None:
@@ -163,7 +164,7 @@ async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int
         return
     actor = _actor(scope)
     try:
-        reader, writer, authenticated, greeting = await connect_vnc(domain)
+        stream, authenticated, greeting = await connect_vnc(domain)
     except VirtError as exc:
         await audit(actor, "vnc", domain, AuditEntry.FAILED, exc.message)
         await _accept(scope, send)
@@ -175,18 +176,18 @@ async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int
     if authenticated:
         leftover = await tunnel.offer_no_auth(receive, send)
         if leftover is None:
-            writer.close()
+            stream.close()
             await audit_close(actor, "vnc", domain, started, 0, 0, "closed by the browser during the handshake")
             return
-        writer.write(leftover)
+        stream.write(leftover)
     elif greeting:
         await send({"type": "websocket.send", "bytes": greeting})
-    stats, reason = await pump(receive, send, reader, writer)
+    stats, reason = await pump(receive, send, stream)
     await audit_close(actor, "vnc", domain, started, stats[0], stats[1], reason)
 
 
-async def pump(receive: Receive, send: Send, reader: asyncio.StreamReader,
-               writer: asyncio.StreamWriter) -> tuple[list[int], str]:
+async def pump(receive: Receive, send: Send,
+               stream: streams.VncStream | streams.PipeStream) -> tuple[list[int], str]:
     """Carry bytes both ways until either side closes; return [to browser, from browser] and why it ended."""
     stats = [0, 0]
 
@@ -197,12 +198,12 @@ async def pump(receive: Receive, send: Send, reader: asyncio.StreamReader,
                 return "closed by the browser"
             data = message.get("bytes") or (message.get("text") or "").encode()
             stats[1] += len(data)
-            writer.write(data)
-            await writer.drain()
+            stream.write(data)
+            await stream.drain()
 
     async def to_browser() -> str:
         while True:
-            data = await reader.read(CHUNK)
+            data = await stream.read()
             if not data:
                 return "closed by the VNC server"
             stats[0] += len(data)
@@ -214,7 +215,7 @@ async def pump(receive: Receive, send: Send, reader: asyncio.StreamReader,
     finally:
         for task in tasks:
             task.cancel()
-        writer.close()
+        stream.close()
     finished = next(iter(done))
     reason = finished.result() if not finished.cancelled() and finished.exception() is None else (
         f"connection lost ({finished.exception()})")

@@ -76,26 +76,25 @@ def vnc_response(password: str, challenge: bytes) -> bytes:
     return encryptor.update(challenge) + encryptor.finalize()
 
 
-async def vnc_authenticate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, password: str,
-                           greeting: bytes = b"") -> None:
+async def vnc_authenticate(stream: Any, password: str, greeting: bytes = b"") -> None:
     """Do the server's RFB 3.8 handshake up to a successful SecurityResult, as a client with the password.
 
-    `greeting` is the server's version line when the caller has read it already.
+    `stream` is a consoles.streams stream; `greeting` the server's version line when already read.
     """
     failed = VirtError("The domain's VNC server refused webvirt's password.", errors.AUTH)
     try:
-        version = greeting or await asyncio.wait_for(reader.readexactly(12), 5)
+        version = greeting or await asyncio.wait_for(stream.readexactly(12), 5)
         if not version.startswith(b"RFB 003."):
             raise failed
-        writer.write(RFB_VERSION)
-        count = (await reader.readexactly(1))[0]
-        types = await reader.readexactly(count) if count else b""
+        stream.write(RFB_VERSION)
+        count = (await stream.readexactly(1))[0]
+        types = await stream.readexactly(count) if count else b""
         if SECURITY_VNC not in types:
             raise VirtError("The domain's VNC server does not offer password authentication.", errors.UNSUPPORTED)
-        writer.write(bytes([SECURITY_VNC]))
-        challenge = await reader.readexactly(16)
-        writer.write(vnc_response(password, challenge))
-        (result,) = struct.unpack(">I", await reader.readexactly(4))
+        stream.write(bytes([SECURITY_VNC]))
+        challenge = await stream.readexactly(16)
+        stream.write(vnc_response(password, challenge))
+        (result,) = struct.unpack(">I", await stream.readexactly(4))
     except (asyncio.IncompleteReadError, TimeoutError, OSError):
         raise failed from None
     if result != 0:
