@@ -128,12 +128,18 @@ def serial_log(dom) -> Path:  # type: ignore[no-untyped-def]
     return Path(etree.fromstring(dom.XMLDesc(0).encode()).find("./devices/serial/log").get("file"))
 
 
-def wait_for_text(path: Path, text: str, timeout: float = 30) -> None:
+NEW_SHELL = "WEBVIRT-TTY1-SHELL"  # tests/guest/build.sh: a shell on the guest's screen started
+
+
+def wait_for_text(page, path: Path, text: str, timeout: float = 30,  # type: ignore[no-untyped-def]
+                  count: int = 1) -> None:
     import time
 
     deadline = time.monotonic() + timeout
-    while text not in path.read_text(errors="replace"):
-        assert time.monotonic() < deadline, f"{text!r} never reached the guest's serial output"
+    while path.read_text(errors="replace").count(text) < count:
+        if time.monotonic() > deadline:
+            shot(page, f"failed-waiting-for-{text}")  # what the guest's screen showed instead
+            raise AssertionError(f"{text!r} never reached the guest's serial output")
         time.sleep(0.2)
 
 
@@ -155,14 +161,13 @@ def test_the_vnc_consoles_controls_reach_the_guest(live_page, qemu_domain, tiny_
 
     # Paste as keystrokes: capitals, digits and shifted symbols arrive as typed.
     paste(page, "echo Pasted-OK_42 >/dev/ttyS0\n")
-    wait_for_text(log, "Pasted-OK_42")
+    wait_for_text(page, log, "Pasted-OK_42")
 
-    # A key combination: Ctrl+C cancels the line being typed, so the shell runs only the next one
-    # (without it, the two would make `false && echo ...`, which prints nothing).
-    paste(page, "false && ")
+    # A key combination: Ctrl+C at the prompt of the guest's screen shell ends it, and the guest's
+    # init announces the new one on the serial port.
+    shells = log.read_text(errors="replace").count(NEW_SHELL)
     page.get_by_label("Send a key combination").select_option("ctrl+c")
-    paste(page, "echo ctrl-c-OK >/dev/ttyS0\n")
-    wait_for_text(log, "ctrl-c-OK")
+    wait_for_text(page, log, NEW_SHELL, count=shells + 1)
 
     # Fit to window and full screen.
     assert page.evaluate("window.webvirtConsole.rfb.scaleViewport") is True
@@ -177,7 +182,7 @@ def test_the_vnc_consoles_controls_reach_the_guest(live_page, qemu_domain, tiny_
     expect(page.locator("#console-status")).to_have_text("reconnecting…")
     expect(page.locator("#console-status")).to_have_text("connected", timeout=20_000)
     paste(page, "echo after-reconnect >/dev/ttyS0\n")
-    wait_for_text(log, "after-reconnect")
+    wait_for_text(page, log, "after-reconnect")
 
     # Its own window: the same console, without the site's navigation, connected on its own.
     with page.expect_popup() as popup_info:

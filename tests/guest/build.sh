@@ -125,8 +125,9 @@ uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)
     echo
 } > /dev/tty0
 
-# A root shell on tty1 (VNC) as well, so keystrokes sent over VNC show up.
-( while :; do setsid -c sh -l </dev/tty1 >/dev/tty1 2>&1; done ) &
+# A root shell on tty1 (VNC) as well, so keystrokes sent over VNC show up. Each start of it is
+# announced on the serial port: ^C at its prompt ends it, so a test can see that Ctrl+C arrived.
+( while :; do echo "WEBVIRT-TTY1-SHELL" > /dev/ttyS0; setsid -c sh -l </dev/tty1 >/dev/tty1 2>&1; done ) &
 
 stty -F /dev/ttyS0 115200 sane 2>/dev/null
 echo "WEBVIRT-GUEST-READY hostname=$(hostname) uuid=$uuid" > /dev/ttyS0
