@@ -166,6 +166,21 @@ def test_it_lists_hosts_with_their_domain_counts(api, test_host, make_test_domai
     assert row["domain_counts"] == {s: n for s, n in row["domain_counts"].items() if n} and row["domain_counts"]
 
 
+def test_the_host_list_counts_every_hosts_domains_in_one_query(api, admin_client, django_assert_max_num_queries):
+    # Cache rows only (the counts come from the state cache): 8 hosts, each with its own mix of states.
+    for n in range(8):
+        host = Host.objects.create(name=f"counted-{n}", uri=f"test+unix:///counted{n}", status=Host.OFFLINE)
+        Domain.objects.bulk_create([Domain(host=host, uuid=f"00000000-0000-0000-0000-{n:06d}{i:06d}", name=f"d{i}",
+                                           state="running" if i <= n else "shutoff") for i in range(3)])
+    with django_assert_max_num_queries(8):  # session, user, token..., hosts, one count: not one per host
+        response = api.get("/api/v1/hosts/")
+    rows = {row["name"]: row["domain_counts"] for row in response.json()["results"]}
+    assert rows["counted-0"] == {"running": 1, "shutoff": 2} and rows["counted-5"] == {"running": 3}
+    with django_assert_max_num_queries(10):
+        page = admin_client.get("/hosts/")
+    assert page.status_code == 200 and b"counted-7" in page.content
+
+
 def test_a_missing_field_answers_400_naming_the_field(api):
     response = api.post("/api/v1/hosts/", {"name": "nouri"}, format="json")
     assert response.status_code == 400

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.domains.services import state_counts
+from webvirt.domains.services import state_counts, state_counts_by_host
 from webvirt.hosts import services
 from webvirt.hosts.models import Host
 
@@ -32,7 +32,8 @@ class HostSerializer(serializers.ModelSerializer):
         extra_kwargs = {"name": {"validators": []}}
 
     def get_domain_counts(self, host: Host) -> dict[str, int]:
-        return state_counts(host.domains.all())
+        counted = self.context.get("domain_counts")  # a list's counts, made in one query
+        return counted[host.pk] if counted and host.pk in counted else state_counts(host.domains.all())
 
     def to_data(self, instance: Host | None = None) -> services.HostData:
         values = {**({"name": instance.name, "uri": instance.uri, "description": instance.description,
@@ -45,6 +46,14 @@ class HostViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self):  # type: ignore[no-untyped-def]
         return policy.visible(self.request.user, Host.objects.all())
+
+    def list(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        hosts = list(page if page is not None else queryset)
+        context = {**self.get_serializer_context(), "domain_counts": state_counts_by_host([h.pk for h in hosts])}
+        data = self.get_serializer_class()(hosts, many=True, context=context).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
     def create(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
         serializer = self.get_serializer(data=request.data)

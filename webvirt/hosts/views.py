@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor, Denied
-from webvirt.domains.services import state_counts
+from webvirt.domains.services import state_counts, state_counts_by_host
 from webvirt.hosts import services
 from webvirt.hosts.forms import HostForm
 from webvirt.hosts.models import Host
@@ -19,8 +19,9 @@ from webvirt.virt.errors import VirtError
 
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = list(policy.visible(request.user, Host.objects.all()))
+    counts = state_counts_by_host([host.pk for host in hosts])
     for host in hosts:
-        host.counts = state_counts(host.domains.all())
+        host.counts = counts[host.pk]
         host.total = sum(host.counts.values())
     return render(request, "hosts/list.html", {"hosts": hosts, "can_add": policy.can(request.user, policy.ADD, Host)})
 
