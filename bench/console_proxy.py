@@ -252,6 +252,8 @@ def main() -> None:
         asyncio.run(serve(args.serve))
         return
 
+    # Stopped from outside (SIGTERM, Ctrl-C), it still stops the servers it started (see finally).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp(prefix="webvirt-bench-"))
     vnc_port, web_port, wsk_port = free_port(), free_port(), free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}", "WEBVIRT_STATE_DIR": str(work),
