@@ -51,7 +51,7 @@ def test_compose_file_has_every_service():
     config = yaml.safe_load(result.stdout)
     services = config["services"]
     assert {"postgres", "redis", "web", "worker", "beat", "watcher", "console-gateway"} <= set(services)
-    assert "webvirt.consoles.websockify_plugin.TicketTokens" in services["console-gateway"]["command"]
+    assert "webvirt.consoles.gateway" in services["console-gateway"]["command"]
 
     for name in ("web", "worker", "beat", "watcher"):
         env = services[name]["environment"]
@@ -61,6 +61,10 @@ def test_compose_file_has_every_service():
         assert env["WEBVIRT_SECRET_KEY"] == REQUIRED_ENV["WEBVIRT_SECRET_KEY"]
     for name in ("web", "worker", "watcher"):
         assert "/var/run/libvirt:/var/run/libvirt:rw" in services[name]["volumes"]
+    # An upload is kept by web and streamed into a pool by the worker: both see the same folder.
+    uploads = {name: [v for v in services[name]["volumes"] if ":/var/lib/webvirt/uploads" in v]
+               for name in ("web", "worker")}
+    assert uploads["web"] and uploads["web"] == uploads["worker"]
     assert any(p.get("published") in (8000, "8000") for p in services["web"]["ports"])
 
 
