@@ -9,6 +9,10 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("WEBVIRT_STATE_DIR", BASE_DIR / ".state"))
 STATE_DIR.mkdir(parents=True, exist_ok=True)
+# Large uploads are spooled where their upload job keeps them, so keeping one is a rename, not a
+# second copy (webvirt.install.services.save_upload).
+FILE_UPLOAD_TEMP_DIR = str(STATE_DIR / "uploads")
+os.makedirs(FILE_UPLOAD_TEMP_DIR, mode=0o700, exist_ok=True)
 
 
 def _env_bool(name: str, default: bool = False) -> bool:

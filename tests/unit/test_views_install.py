@@ -77,3 +77,23 @@ def test_the_upload_form_keeps_the_file_and_starts_a_job(admin_client, test_host
     assert job.params["name"] == "debian.iso" and job.params["size"] == 4096
     assert open(job.params["file"], "rb").read() == b"x" * 4096
     assert job.params["file"].startswith(str(tmp_path / "uploads"))
+
+
+def test_a_large_upload_is_kept_by_a_rename_not_a_second_copy():
+    import os
+
+    from django.core.files.uploadedfile import TemporaryUploadedFile
+
+    from webvirt.install.services import save_upload
+
+    # Django spools uploads above 2.5 MiB to FILE_UPLOAD_TEMP_DIR, which is next to the upload folder.
+    upload = TemporaryUploadedFile("big.iso", "application/octet-stream", 10, None)
+    upload.write(b"0123456789")
+    upload.flush()
+    spooled = os.stat(upload.temporary_file_path())
+    kept = save_upload(upload)
+    try:
+        assert os.stat(kept).st_ino == spooled.st_ino and kept.read_bytes() == b"0123456789"
+    finally:
+        kept.unlink()
+        upload.close()
