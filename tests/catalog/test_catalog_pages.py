@@ -142,16 +142,19 @@ def test_the_clone_form_says_what_is_wrong_and_starts_nothing(template, bob, fie
     assert not Job.objects.exists()
 
 
-def test_the_clone_form_refuses_names_taken_and_quota_exceeded(template, bob, make_test_domain, test_host):
+def test_the_clone_form_numbers_on_after_names_taken_and_refuses_a_quota_exceeded(template, bob, make_test_domain,
+                                                                                 test_host):
     from webvirt.domains.services import sync_host
 
     template.users.add(bob)
     make_test_domain(f"{template.name}-02")
     sync_host(test_host)
     html = client_for(bob)
-    page = html.post(f"/templates/{template.pk}/", form(template)).content.decode()
-    assert f"{template.name}-02 already exist(s) on testhost. Choose another name pattern." in page
     Quota.objects.create(user=bob, instances=2)
     page = html.post(f"/templates/{template.pk}/", form(template, name_pattern="other-{n}")).content.decode()
     assert "That needs 3 instances, but your quota has 2 left (of 2)." in page
     assert not Job.objects.exists()
+    # -02 is taken: two clones become -03 and -04 rather than a clash.
+    response = html.post(f"/templates/{template.pk}/", form(template, count=2))
+    assert response.status_code == 302, response.content.decode()
+    assert Job.objects.get().params["names"] == [f"{template.name}-03", f"{template.name}-04"]

@@ -52,6 +52,26 @@ def test_it_refuses_a_pattern_without_a_number_and_a_count_of_zero(api, template
     assert not Job.objects.exists()
 
 
+def test_numbering_goes_on_after_names_taken_unless_a_first_number_is_given(api, template_source, test_host,
+                                                                            make_test_domain):
+    from webvirt.domains.services import sync_host
+
+    template = make_template(api, template_source)
+    url = f"/api/v1/templates/{template['id']}/clone/"
+    for n in (1, 2, 4):
+        make_test_domain(f"batch-{n:02}")
+    sync_host(test_host)
+    response = api.post(url, {"count": 2, "name_pattern": "batch-{n:02}", "start": False}, format="json")
+    assert response.status_code == 202, response.json()
+    assert Job.objects.get(pk=response.json()["job"]).params["names"] == ["batch-05", "batch-06"]
+    clash = api.post(url, {"count": 2, "name_pattern": "batch-{n:02}", "first": 1}, format="json")
+    assert clash.status_code == 409
+    assert clash.json()["error"] == ("batch-01, batch-02 already exist(s) on testhost. Choose another name pattern "
+                                     "or first number.")
+    assert api.post(url, {"count": 1, "name_pattern": "batch-{n:02}", "first": 3, "start": False},
+                    format="json").status_code == 202
+
+
 def test_an_owner_extends_and_removes_a_clone_through_the_api(api, template_source, cleanup_clones):
     from datetime import timedelta
 

@@ -47,6 +47,8 @@ class CloneSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=services.MODES, default="linked")
     start = serializers.BooleanField(default=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    first = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                     help_text="The first number for {n}; omitted: the first after names taken.")
 
 
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,

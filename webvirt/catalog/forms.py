@@ -90,7 +90,8 @@ class RegisterForm(TemplateForm):
 class CloneForm(forms.Form):
     count = forms.IntegerField(label="How many", initial=1,
                                widget=forms.NumberInput(attrs={"min": 1, "max": services.MAX_CLONES}))
-    name_pattern = forms.CharField(max_length=80, help_text="{n} is replaced by the number: {n:02} gives 01, 02…",
+    name_pattern = forms.CharField(max_length=80, help_text="{n} is replaced by the number: {n:02} gives 01, 02…; "
+                                                            "numbers go on after names already taken.",
                                    widget=forms.TextInput(attrs={"spellcheck": "false"}))
     mode = forms.ChoiceField(choices=[("linked", "Linked: an overlay on the template's disk (seconds, little disk)"),
                                       ("full", "Full: a copy of every disk (slower, independent)")],

@@ -141,19 +141,20 @@ class CloneRequest:
     mode: str = "linked"
     start: bool = True
     expires_at: datetime | None = None
+    first: int | None = None  # the first number for {n}; None: the first after names already taken
 
 
 def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
     """Check everything that can be known up front, reserve the quota, and start the clone job."""
     with audited(actor, "template.clone", template) as target:
         policy.require(actor.user, policy.USE, template)
-        names = _validate(template, req)
+        names, first = _validate(template, req)
         disk_gib = template.disk_gib if req.mode == "full" else 0.0
         need = quotas.Usage(instances=req.count, vcpus=template.vcpus * req.count,
                             memory_mib=template.memory_mib * req.count, disk_gib=round(disk_gib * req.count, 2))
         params = {"template": template.pk, "names": names, "mode": req.mode, "start": req.start,
                   "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
-                  "name_pattern": req.name_pattern, "count": req.count}
+                  "name_pattern": req.name_pattern, "count": req.count, "first": first}
         with transaction.atomic():
             quotas.check_and_lock(actor.user, need)
             job = create_job(actor, "clone", f"Clone {template.name}: {req.count} {req.mode} clone(s)", params=params,
@@ -163,16 +164,18 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
         return job
 
 
-def _validate(template: Template, req: CloneRequest) -> list[str]:
+def _validate(template: Template, req: CloneRequest) -> tuple[list[str], int]:
     if req.mode not in MODES:
         raise VirtError("The mode is either 'linked' or 'full'.", errors.INVALID)
     if not 1 <= req.count <= MAX_CLONES:
         raise VirtError(f"Ask for between 1 and {MAX_CLONES} clones at a time.", errors.INVALID)
-    names = virt_clone.clone_names(req.name_pattern, req.count)
-    taken = set(Domain.objects.filter(host=template.host, name__in=names).values_list("name", flat=True))
+    existing = set(Domain.objects.filter(host=template.host).values_list("name", flat=True))
+    first = req.first if req.first is not None else virt_clone.first_free(req.name_pattern, req.count, existing)
+    names = virt_clone.clone_names(req.name_pattern, req.count, first)
+    taken = sorted(existing.intersection(names))
     if taken:
-        raise VirtError(f"{', '.join(sorted(taken)[:5])} already exist(s) on {template.host.name}. "
-                        "Choose another name pattern.", errors.CONFLICT)
+        raise VirtError(f"{', '.join(taken[:5])} already exist(s) on {template.host.name}. "
+                        "Choose another name pattern or first number.", errors.CONFLICT)
     if req.expires_at is not None:
         if req.expires_at <= timezone.now():
             raise VirtError("The expiry time is in the past.", errors.INVALID)
@@ -187,7 +190,7 @@ def _validate(template: Template, req: CloneRequest) -> list[str]:
         if source is not None and source.is_active:
             raise VirtError(f"The template's source domain {source.name} is running; it must stay shut off.",
                             errors.STATE)
-    return names
+    return names, first
 
 
 def _retry_clone(actor: Actor, params: dict) -> Job:
@@ -197,7 +200,7 @@ def _retry_clone(actor: Actor, params: dict) -> Job:
     expires = params.get("expires_at")
     return clone_template(actor, template, CloneRequest(
         count=params["count"], name_pattern=params["name_pattern"], mode=params["mode"], start=params["start"],
-        expires_at=datetime.fromisoformat(expires) if expires else None))
+        expires_at=datetime.fromisoformat(expires) if expires else None, first=params.get("first", 1)))
 
 
 RETRY["clone"] = _retry_clone

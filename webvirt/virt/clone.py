@@ -117,6 +117,21 @@ def clone_names(pattern: str, count: int, start: int = 1) -> list[str]:
     return names
 
 
+def first_free(pattern: str, count: int, taken: set[str], limit: int = 100_000) -> int:
+    """The first number from which `count` names of `pattern` are all free: a second batch of
+    `exam-{n:02}` goes on at exam-13 after exam-01..12 rather than colliding with them."""
+    first = 1
+    while True:
+        names = clone_names(pattern, count, first)
+        clashes = [i for i, name in enumerate(names) if name in taken]
+        if not clashes:
+            return first
+        first += clashes[-1] + 1
+        if first > limit:
+            raise VirtError(f"No {count} free names follow the pattern {pattern}. Choose another pattern.",
+                            errors.CONFLICT)
+
+
 def volume_name(clone: str, disk: BaseDisk) -> str:
     return f"{clone}-{disk.target or 'disk'}.qcow2"
 
