@@ -17,7 +17,7 @@ from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
 from webvirt.jobs.runner import JobContext, job_kind
 from webvirt.storage import services
-from webvirt.virt import storage as virt_storage
+from webvirt.virt import volumes as virt_volumes
 
 
 @job_kind("volume_clone")
@@ -32,7 +32,7 @@ def run_clone(ctx: JobContext) -> dict:
     watcher = threading.Thread(target=_watch_copy, args=(ctx, conn, p, done), daemon=True)
     watcher.start()
     try:
-        info = virt_storage.clone_volume(conn, p["pool_uuid"], p["name"], p["new_name"])
+        info = virt_volumes.clone_volume(conn, p["pool_uuid"], p["name"], p["new_name"])
     finally:
         done.set()
         watcher.join(timeout=2)
@@ -76,7 +76,7 @@ def run_download(ctx: JobContext) -> dict:
     ctx.progress(0, f"Downloading {p['name']}…", force=True)
     try:
         with path.open("wb") as out:
-            size = virt_storage.download(conn, p["pool_uuid"], p["name"], out, progress)
+            size = virt_volumes.download(conn, p["pool_uuid"], p["name"], out, progress)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -23,6 +23,7 @@ from webvirt.jobs.models import Job
 from webvirt.jobs.services import RETRY, create_job
 from webvirt.virt import errors
 from webvirt.virt import storage as virt_storage
+from webvirt.virt import volumes as virt_volumes
 from webvirt.virt.errors import VirtError
 from webvirt.virt.storage import PoolInfo, PoolSpec, VolumeInfo
 
@@ -154,7 +155,7 @@ def create_volume(actor: Actor, pool_oid: str, name: str, fmt: str, capacity_mib
     with audited(actor, "volume.create") as target:
         target.set(kind="volume", text=f"{name} in {pool_oid}")
         host, (uuid,) = split_id(actor.user, pool_oid, 2)
-        info = host_call(host, lambda conn: virt_storage.create_volume(conn, uuid, name, fmt, capacity_mib), SLOW)
+        info = host_call(host, lambda conn: virt_volumes.create_volume(conn, uuid, name, fmt, capacity_mib), SLOW)
         _volume_target(target, host, volume_id(host, info), f"{info.name} in {info.pool_name}")
         target.detail.append(f"{fmt}, {capacity_mib} MiB")
         return info
@@ -165,7 +166,7 @@ def delete_volume(actor: Actor, oid: str) -> str:
         target.set(kind="volume", ident=oid, text=oid)
         host, (pool_uuid, name) = split_id(actor.user, oid, 3)
         _volume_target(target, host, oid, name)
-        return host_call(host, lambda conn: virt_storage.delete_volume(conn, pool_uuid, name), SLOW)
+        return host_call(host, lambda conn: virt_volumes.delete_volume(conn, pool_uuid, name), SLOW)
 
 
 def resize_volume(actor: Actor, oid: str, capacity_mib: int) -> VolumeInfo:
@@ -173,7 +174,7 @@ def resize_volume(actor: Actor, oid: str, capacity_mib: int) -> VolumeInfo:
         target.set(kind="volume", ident=oid, text=oid)
         host, (pool_uuid, name) = split_id(actor.user, oid, 3)
         _volume_target(target, host, oid, name)
-        info = host_call(host, lambda conn: virt_storage.resize_volume(conn, pool_uuid, name, capacity_mib), SLOW)
+        info = host_call(host, lambda conn: virt_volumes.resize_volume(conn, pool_uuid, name, capacity_mib), SLOW)
         target.detail.append(f"now {capacity_mib} MiB")
         return info
 
@@ -184,7 +185,7 @@ def start_clone(actor: Actor, oid: str, new_name: str) -> Job:
         target.set(kind="volume", ident=oid, text=oid)
         host, (pool_uuid, name) = split_id(actor.user, oid, 3)
         _volume_target(target, host, oid, name)
-        path, capacity = host_call(host, lambda conn: virt_storage.clone_plan(conn, pool_uuid, name, new_name))
+        path, capacity = host_call(host, lambda conn: virt_volumes.clone_plan(conn, pool_uuid, name, new_name))
         job = create_job(actor, "volume_clone", f"Copy {name} to {new_name} on {host.name}", host=host,
                          params={"host": host.pk, "pool_uuid": pool_uuid, "name": name, "new_name": new_name.strip(),
                                  "path": path, "capacity": capacity},
