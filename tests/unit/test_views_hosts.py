@@ -66,6 +66,25 @@ def test_the_page_of_a_silent_host_says_so_and_still_renders(admin_client, hung_
     assert hung_host.status == Host.OFFLINE
 
 
+def test_the_page_of_a_host_a_watcher_holds_offline_renders_at_once(admin_client, hung_host, settings):
+    # A watcher holds the host (its lease in Redis) and has marked it offline: the page believes it
+    # instead of waiting out a connection timeout of its own.
+    from webvirt import kv
+    from webvirt.events.leases import lease_key
+
+    Host.objects.filter(pk=hung_host.pk).update(status=Host.OFFLINE, status_reason="no answer in 5 s")
+    key = lease_key(settings.REDIS_PREFIX, hung_host.pk)
+    kv.client().set(key, "some-watcher", px=10_000)
+    try:
+        started = time.monotonic()
+        response = admin_client.get(f"/hosts/{hung_host.pk}/")
+        assert time.monotonic() - started < 1.0  # the manager's open timeout is 5 s
+    finally:
+        kv.client().delete(key)
+    assert response.status_code == 200
+    assert f"Host {hung_host.name} is offline: no answer in 5 s" in response.content.decode()
+
+
 def test_adding_a_host_that_answers_registers_it(admin_client, test_conn):
     response = admin_client.post("/hosts/add/", {"name": "lab", "uri": TEST_URI}, follow=True)
     host = Host.objects.get(name="lab")

@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from django.conf import settings
 
+from webvirt import kv
 from webvirt.accounts import policy
 from webvirt.accounts.audit import Target, record
 from webvirt.accounts.models import AuditEntry
@@ -34,16 +33,7 @@ TICKET_TTL = 30.0
 ACTIVE_STATES = {"running", "blocked", "paused"}
 REFUSED = "That console ticket is not valid: it is unknown, used, expired, or not yours. Open the console again."
 
-_redis_lock = threading.Lock()
-_redis: redis.Redis | None = None
-
-
-def redis_client() -> redis.Redis:
-    global _redis
-    with _redis_lock:
-        if _redis is None:
-            _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
-        return _redis
+redis_client = kv.client
 
 
 def _key(ticket: str) -> str:

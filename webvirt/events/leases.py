@@ -10,24 +10,28 @@ _RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexp
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
+def lease_key(prefix: str, host_id: int) -> str:
+    return f"{prefix}:lease:host:{host_id}"
+
+
 class Leases:
     def __init__(self, url: str, holder: str, prefix: str = "webvirt", ttl_ms: int = 10_000) -> None:
         self.client = aioredis.from_url(url)
-        self.prefix = f"{prefix}:lease:host:"
+        self.prefix = prefix
         self.holder = holder
         self.ttl_ms = ttl_ms
 
     async def acquire(self, host_id: int) -> bool:
-        return bool(await self.client.set(f"{self.prefix}{host_id}", self.holder, nx=True, px=self.ttl_ms))
+        return bool(await self.client.set(lease_key(self.prefix, host_id), self.holder, nx=True, px=self.ttl_ms))
 
     async def renew(self, host_id: int) -> bool:
-        return bool(await self.client.eval(_RENEW, 1, f"{self.prefix}{host_id}", self.holder, self.ttl_ms))
+        return bool(await self.client.eval(_RENEW, 1, lease_key(self.prefix, host_id), self.holder, self.ttl_ms))
 
     async def release(self, host_id: int) -> None:
-        await self.client.eval(_RELEASE, 1, f"{self.prefix}{host_id}", self.holder)
+        await self.client.eval(_RELEASE, 1, lease_key(self.prefix, host_id), self.holder)
 
     async def holder_of(self, host_id: int) -> str | None:
-        value = await self.client.get(f"{self.prefix}{host_id}")
+        value = await self.client.get(lease_key(self.prefix, host_id))
         return value.decode() if value else None
 
     async def close(self) -> None:

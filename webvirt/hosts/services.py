@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from webvirt import kv
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
+from webvirt.events.leases import lease_key
 from webvirt.hosts.connections import call, manager
 from webvirt.hosts.models import Host
 from webvirt.virt import errors, hostinfo
@@ -135,8 +139,21 @@ def mark_status(host: Host, online: bool, reason: str = "") -> None:
     Host.objects.filter(pk=host.pk).update(**{f: getattr(host, f) for f in fields})
 
 
+def watched(host: Host) -> bool:
+    """Whether an event watcher holds the host now (its Redis lease): then `host.status` is current."""
+    try:
+        return bool(kv.client().exists(lease_key(settings.REDIS_PREFIX, host.pk)))
+    except redis.RedisError:
+        return False
+
+
 def live_facts(host: Host) -> tuple[dict, VirtError | None]:
     """The host's facts read now (with a timeout); the last known ones and the error if it fails."""
+    if host.status == Host.OFFLINE and watched(host):
+        # The watcher holding the host keeps retrying it, and the page hears when it answers; asking
+        # again here would only make the page wait out the same timeout.
+        reason = f": {host.status_reason}" if host.status_reason else "."
+        return host.facts, VirtError(f"Host {host.name} is offline{reason}", errors.UNREACHABLE)
     try:
         facts = call(host, hostinfo.host_facts)
     except VirtError as exc:
