@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import parsers, serializers, viewsets
+from rest_framework import parsers, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,17 +18,12 @@ from rest_framework.views import APIView
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
+from webvirt.api_base import LiveObjectViewSet, truthy
 from webvirt.domains.api import AutostartSerializer, RawXMLParser, XMLSerializer
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import make_id
 from webvirt.networks import services
 from webvirt.virt.networks import MODES, NetworkInfo, NetworkSpec
-
-ID_REGEX = r"[0-9]+:[^/]+"
-
-
-def truthy(value: object) -> bool:
-    return str(value).lower() in {"1", "true", "yes", "on"}
 
 
 class DHCPHostSerializer(serializers.Serializer):
@@ -129,15 +124,10 @@ class HostNetworksView(APIView):
         return Response(network_data(host, info), status=201)
 
 
-class NetworkViewSet(viewsets.ViewSet):
+class NetworkViewSet(LiveObjectViewSet):
     """One network, by its id `<host id>:<uuid>`."""
 
-    lookup_value_regex = ID_REGEX
     serializer_class = NetworkSerializer
-    parser_classes = [parsers.JSONParser, RawXMLParser, parsers.FormParser, parsers.MultiPartParser]
-
-    def actor(self) -> Actor:
-        return Actor.from_request(self.request, "api")
 
     def retrieve(self, request: Request, pk: str) -> Response:
         host, info = services.get_network(self.actor(), pk)
@@ -252,15 +242,11 @@ class HostInterfacesView(APIView):
         return Response(interface_data(host, info), status=201)
 
 
-class InterfaceViewSet(viewsets.ViewSet):
+class InterfaceViewSet(LiveObjectViewSet):
     """One host interface, by its id `<host id>:<name>`."""
 
-    lookup_value_regex = ID_REGEX
     serializer_class = InterfaceSerializer
     parser_classes = [parsers.JSONParser, RawXMLParser]
-
-    def actor(self) -> Actor:
-        return Actor.from_request(self.request, "api")
 
     def _one(self, pk: str) -> dict:
         host_pk = int(pk.split(":", 1)[0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import parsers, serializers, viewsets
+from rest_framework import parsers, serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,9 +20,9 @@ from rest_framework.views import APIView
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.domains.api import AutostartSerializer, RawXMLParser, XMLSerializer
+from webvirt.api_base import LiveObjectViewSet, truthy
+from webvirt.domains.api import AutostartSerializer, XMLSerializer
 from webvirt.hosts.models import Host
-from webvirt.networks.api import ID_REGEX, truthy
 from webvirt.storage import services
 from webvirt.virt.storage import POOL_TYPES, VOLUME_FORMATS, PoolInfo, PoolSpec, VolumeInfo
 
@@ -141,15 +141,10 @@ class HostPoolsView(APIView):
         return Response(pool_data(host, info), status=201)
 
 
-class PoolViewSet(viewsets.ViewSet):
+class PoolViewSet(LiveObjectViewSet):
     """One storage pool, by its id `<host id>:<uuid>`."""
 
-    lookup_value_regex = ID_REGEX
     serializer_class = PoolSerializer
-    parser_classes = [parsers.JSONParser, RawXMLParser, parsers.FormParser, parsers.MultiPartParser]
-
-    def actor(self) -> Actor:
-        return Actor.from_request(self.request, "api")
 
     def _answer(self, pk: str, info: PoolInfo) -> Response:
         host, _ = services.get_pool(self.actor(), pk)
@@ -221,14 +216,10 @@ for _verb in services.POOL_ACTIONS:
     setattr(PoolViewSet, f"pool_{_verb}", _pool_action(_verb))
 
 
-class VolumeViewSet(viewsets.ViewSet):
+class VolumeViewSet(LiveObjectViewSet):
     """One volume, by its id `<host id>:<pool uuid>:<name>`."""
 
-    lookup_value_regex = ID_REGEX
     serializer_class = VolumeSerializer
-
-    def actor(self) -> Actor:
-        return Actor.from_request(self.request, "api")
 
     def retrieve(self, request: Request, pk: str) -> Response:
         host, info = services.get_volume(self.actor(), pk)
