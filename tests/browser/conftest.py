@@ -55,6 +55,20 @@ def page(browser, request: pytest.FixtureRequest, live_server, transactional_db)
 
 
 @pytest.fixture
+def stack_page(browser, request: pytest.FixtureRequest, live_stack, worker):  # type: ignore[no-untyped-def]
+    """A browser page on the live stack (uvicorn, watcher) with a Celery worker running jobs."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_stack.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        RESULTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(RESULTS / f"{_file_name(request.node.name)}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
 def shot(page) -> Callable[[str], None]:  # type: ignore[no-untyped-def]
     """Save what the browser shows now (1280x800) as test-results/pages/<name>.png."""
     folder = RESULTS / "pages"

@@ -14,7 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from tests.browser.conftest import RESULTS, VIEWPORT
+from tests.browser.conftest import RESULTS
 from webvirt.accounts.policy import Actor
 from webvirt.catalog import services
 from webvirt.domains.services import sync_host
@@ -56,16 +56,6 @@ def exam_template(admin, test_host, test_conn):  # type: ignore[no-untyped-def]
         base.delete(0)
     except libvirt.libvirtError:
         pass
-
-
-@pytest.fixture
-def stack_page(browser, live_stack, worker):  # type: ignore[no-untyped-def]
-    """A browser page on the live stack's web server, with a Celery worker running jobs."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_stack.url)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
 
 
 def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
