@@ -37,11 +37,10 @@ def _file_name(nodeid_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid_name).strip("_")
 
 
-@pytest.fixture
-def page(browser, request: pytest.FixtureRequest, live_server, transactional_db):  # type: ignore[no-untyped-def]
-    """A fresh browser context per test; on failure its page is saved as test-results/<test>.png."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_server.url)
-    context.set_default_timeout(10_000)
+def _page_on(browser, base_url: str, timeout_ms: int, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A fresh browser context's page; on the test's failure it is saved as test-results/<test>.png."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=base_url)
+    context.set_default_timeout(timeout_ms)
     page = context.new_page()
     yield page
     report = getattr(request.node, "report_call", None)
@@ -55,17 +54,15 @@ def page(browser, request: pytest.FixtureRequest, live_server, transactional_db)
 
 
 @pytest.fixture
+def page(browser, request: pytest.FixtureRequest, live_server, transactional_db):  # type: ignore[no-untyped-def]
+    """A browser page on Django's live server (no WebSockets)."""
+    yield from _page_on(browser, live_server.url, 10_000, request)
+
+
+@pytest.fixture
 def stack_page(browser, request: pytest.FixtureRequest, live_stack, worker):  # type: ignore[no-untyped-def]
     """A browser page on the live stack (uvicorn, watcher) with a Celery worker running jobs."""
-    context = browser.new_context(viewport=VIEWPORT, base_url=live_stack.url)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
-        RESULTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(RESULTS / f"{_file_name(request.node.name)}.png"), full_page=True)
-    context.close()
+    yield from _page_on(browser, live_stack.url, 15_000, request)
 
 
 @pytest.fixture
