@@ -15,6 +15,7 @@ from lxml import etree
 from webvirt.virt import errors
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.errors import VirtError
+from webvirt.virt.streams import finished
 
 ANY_ADDRESS = {"0.0.0.0", "::", "[::]", ""}
 CONSOLE_STATES = {"running", "blocked", "paused"}
@@ -131,11 +132,10 @@ def screenshot(conn: libvirt.virConnect, uuid: str, limit: int = 16 * 1024 * 102
     """The domain's screen as libvirt gives it (mime type, bytes; QEMU answers with PPM)."""
     dom = lookup(conn, uuid)
     _active(dom)
-    stream = conn.newStream(0)
-    try:
+    chunks: list[bytes] = []
+    size = 0
+    with finished(conn.newStream(0)) as stream:
         mime = dom.screenshot(stream, 0, 0) or "image/x-portable-pixmap"
-        chunks: list[bytes] = []
-        size = 0
         while True:
             data = stream.recv(262144)
             if not data:
@@ -144,13 +144,6 @@ def screenshot(conn: libvirt.virConnect, uuid: str, limit: int = 16 * 1024 * 102
             size += len(data)
             if size > limit:
                 raise VirtError("The screenshot is larger than webvirt accepts.", errors.INVALID)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
-        raise
     return mime, b"".join(chunks)
 
 

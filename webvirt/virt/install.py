@@ -17,6 +17,7 @@ from lxml import etree
 from webvirt.virt import errors
 from webvirt.virt.clone import NAME_RE
 from webvirt.virt.errors import VirtError
+from webvirt.virt.streams import finished
 
 CHUNK = 1024 * 1024
 VOLUME_NAME_RE = NAME_RE
@@ -131,10 +132,9 @@ def upload(conn: libvirt.virConnect, pool: str, name: str, source: BinaryIO, siz
     xml = (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{size}</capacity>"
            "<allocation>0</allocation><target><format type='raw'/></target></volume>")
     vol = conn.storagePoolLookupByName(pool).createXML(xml, 0)
-    stream = conn.newStream(0)
-    vol.upload(stream, 0, size, 0)
     sent = 0
-    try:
+    with finished(conn.newStream(0)) as stream:
+        vol.upload(stream, 0, size, 0)
         while sent < size:
             chunk = source.read(min(CHUNK, size - sent))
             if not chunk:
@@ -145,13 +145,6 @@ def upload(conn: libvirt.virConnect, pool: str, name: str, source: BinaryIO, siz
                 view = view[written:]
             sent += len(chunk)
             on_progress(sent)
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
-        raise
     return vol.path()
 
 

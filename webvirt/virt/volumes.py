@@ -27,6 +27,7 @@ from webvirt.virt.storage import (
     volume_lookup,
     volume_xml,
 )
+from webvirt.virt.streams import finished
 
 # Volumes: changing ------------------------------------------------------------------------------
 
@@ -143,10 +144,9 @@ def download(conn: libvirt.virConnect, pool_uuid: str, name: str, out: BinaryIO,
         total = vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
     except libvirt.libvirtError:
         total = vol.info()[1]
-    stream = conn.newStream(0)
-    vol.download(stream, 0, 0, 0)
     done = 0
-    try:
+    with finished(conn.newStream(0)) as stream:
+        vol.download(stream, 0, 0, 0)
         while True:
             chunk = stream.recv(CHUNK)
             if not chunk:
@@ -156,11 +156,4 @@ def download(conn: libvirt.virConnect, pool_uuid: str, name: str, out: BinaryIO,
             out.write(chunk)
             done += len(chunk)
             on_progress(done, max(total, done))
-        stream.finish()
-    except BaseException:
-        try:
-            stream.abort()
-        except libvirt.libvirtError:
-            pass
-        raise
     return done
