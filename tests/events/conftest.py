@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from tests.conftest import TEST_URI
 from tests.events.sockets import EventSocket
+from webvirt.events.leases import lease_key
 
 
 @pytest.hookimpl(trylast=True)
@@ -84,7 +85,7 @@ def lease_holder(redis_client) -> Callable[[int], str | None]:  # type: ignore[n
     """Which watcher holds a host's lease right now (None when nobody does)."""
 
     def holder(host_id: int) -> str | None:
-        value = redis_client.get(f"{settings.REDIS_PREFIX}:lease:host:{host_id}")
+        value = redis_client.get(lease_key(settings.REDIS_PREFIX, host_id))
         return value.decode() if value else None
 
     return holder

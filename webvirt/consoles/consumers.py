@@ -25,6 +25,7 @@ import libvirt
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from webvirt import kv
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor, Denied
 from webvirt.consoles import services, streams, tunnel
@@ -127,7 +128,7 @@ audit_close = database_sync_to_async(services.audit_close)
 # VNC ---------------------------------------------------------------------------------------------
 
 class VncConnection(NamedTuple):
-    stream: streams.VncStream | streams.PipeStream
+    stream: streams.Stream
     authenticated: bool  # the proxy answered the server's VNC authentication itself
     greeting: bytes  # what the server sent that was read already and the browser still needs
 
@@ -136,7 +137,7 @@ async def connect_vnc(domain: Domain) -> VncConnection:
     """A byte stream to the domain's VNC server: TCP, a libvirt-opened socket, or an SSH tunnel."""
     endpoint = await asyncio.to_thread(services.vnc_endpoint, domain)
     greeting = b""
-    stream: streams.VncStream | streams.PipeStream
+    stream: streams.Stream
     if endpoint.kind == "fd":
         sock = await asyncio.to_thread(
             call, domain.host, lambda conn: virt_console.open_graphics_socket(conn, domain.uuid))
@@ -187,7 +188,7 @@ async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int
 
 
 async def pump(receive: Receive, send: Send,
-               stream: streams.VncStream | streams.PipeStream) -> tuple[list[int], str]:
+               stream: streams.Stream) -> tuple[list[int], str]:
     """Carry bytes both ways until either side closes; return [to browser, from browser] and why it ended."""
     stats = [0, 0]
 
@@ -243,7 +244,7 @@ def _taken_key(session_id: str) -> str:
 
 
 def _holder(domain_id: int) -> dict[str, str]:
-    raw = services.redis_client().get(_holder_key(domain_id))
+    raw = kv.client().get(_holder_key(domain_id))
     return json.loads(raw) if raw else {}
 
 
@@ -262,11 +263,11 @@ class SerialSession:
         if force:
             holder = await asyncio.to_thread(_holder, self.domain.pk)
             if holder.get("id"):
-                await asyncio.to_thread(services.redis_client().set, _taken_key(holder["id"]),
+                await asyncio.to_thread(kv.client().set, _taken_key(holder["id"]),
                                         self.actor.user.get_username(), ex=60)
         self.stream = await asyncio.to_thread(
             call, self.domain.host, lambda conn: virt_console.open_serial(conn, self.domain.uuid, force))
-        await asyncio.to_thread(services.redis_client().set, _holder_key(self.domain.pk),
+        await asyncio.to_thread(kv.client().set, _holder_key(self.domain.pk),
                                 json.dumps({"id": self.id, "user": self.actor.user.get_username()}), ex=86400)
         events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
         self.stream.eventAddCallback(events, self._readable, None)
@@ -309,7 +310,7 @@ class SerialSession:
                 self.stream.abort()
             except libvirt.libvirtError:
                 pass
-        client = services.redis_client()
+        client = kv.client()
         if _holder(self.domain.pk).get("id") == self.id:
             client.delete(_holder_key(self.domain.pk))
         taken_by = client.getdel(_taken_key(self.id))

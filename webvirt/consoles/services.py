@@ -33,8 +33,6 @@ TICKET_TTL = 30.0
 ACTIVE_STATES = {"running", "blocked", "paused"}
 REFUSED = "That console ticket is not valid: it is unknown, used, expired, or not yours. Open the console again."
 
-redis_client = kv.client
-
 
 def _key(ticket: str) -> str:
     # The ticket itself is not stored: whoever reads Redis cannot use what is there.
@@ -97,7 +95,7 @@ def issue(actor: Actor, domain: Domain, kind: str, bound_to: str, ttl: float = T
     ticket = secrets.token_urlsafe(32)
     expires = time.time() + ttl
     data = Ticket(user_id=actor.user.pk, binding=bound_to, domain_id=domain.pk, kind=kind, expires=expires)
-    redis_client().set(_key(ticket), json.dumps(asdict(data)), px=max(1, int(ttl * 1000)))
+    kv.client().set(_key(ticket), json.dumps(asdict(data)), px=max(1, int(ttl * 1000)))
     return Issued(ticket, console_path(kind, domain.pk, ticket), datetime.fromtimestamp(expires, UTC))
 
 
@@ -105,7 +103,7 @@ def take(ticket: str) -> Ticket | None:
     """Remove the ticket from Redis and return what it was issued for: it can be taken exactly once."""
     if not ticket or len(ticket) > 100:
         return None
-    raw = redis_client().getdel(_key(ticket))
+    raw = kv.client().getdel(_key(ticket))
     if raw is None:
         return None
     data = Ticket(**json.loads(raw))

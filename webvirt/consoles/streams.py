@@ -137,3 +137,6 @@ class PipeStream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+Stream = VncStream | PipeStream  # what the proxy reads the VNC server from and writes it to

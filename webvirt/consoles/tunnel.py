@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from webvirt.consoles.streams import Stream
 from webvirt.hosts.models import Host
 from webvirt.virt import errors
 from webvirt.virt.console import VncEndpoint
@@ -76,10 +77,10 @@ def vnc_response(password: str, challenge: bytes) -> bytes:
     return encryptor.update(challenge) + encryptor.finalize()
 
 
-async def vnc_authenticate(stream: Any, password: str, greeting: bytes = b"") -> None:
+async def vnc_authenticate(stream: Stream, password: str, greeting: bytes = b"") -> None:
     """Do the server's RFB 3.8 handshake up to a successful SecurityResult, as a client with the password.
 
-    `stream` is a consoles.streams stream; `greeting` the server's version line when already read.
+    `greeting` is the server's version line when the caller has read it already.
     """
     failed = VirtError("The domain's VNC server refused webvirt's password.", errors.AUTH)
     try:
