@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -69,7 +70,8 @@ router.register("templates", TemplateViewSet, basename="template")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # A page for people: anonymous visitors go to the login page (the API itself answers 401).
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),
     path("domains/<int:pk>/console/", ConsoleTicketView.as_view(), name="domain-console"),
     path("", include("webvirt.install.api")),
     path("", include("webvirt.networks.api")),

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "webvirt.accounts",
     "webvirt.hosts",
     "webvirt.domains",
@@ -181,6 +182,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Hosts, domains and their lifecycle on libvirt.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs are for people who have an account: anonymous requests answer 401.
+    "SERVE_PERMISSIONS": ["webvirt.accounts.policy.ApiPermission"],
+    # Swagger UI and ReDoc from our own static files (drf-spectacular-sidecar), not a CDN: the docs
+    # work without internet, and no third party's script runs in the administrators' origin.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # How long a web request waits for libvirt before it tells the user the host is not answering.
