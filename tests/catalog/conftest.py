@@ -124,9 +124,13 @@ def template(admin, template_source, cleanup_clones):  # type: ignore[no-untyped
 
 
 def clone(user, template, count=1, pattern=None, **extra):  # type: ignore[no-untyped-def]
-    """Ask for clones through the API as `user`; returns the response."""
+    """Ask for clones through the API as `user` (expiring in a day unless `expires_at` is given)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     body = {"count": count, "name_pattern": pattern or f"{template.name}-{{n:02}}", "mode": "linked",
-            "start": False, **extra}
+            "start": False, "expires_at": (timezone.now() + timedelta(days=1)).isoformat(), **extra}
     return api_for(user).post(f"/api/v1/templates/{template.pk}/clone/", body, format="json")
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from tests.catalog.conftest import client_for, clone, run
 from webvirt.catalog.models import Quota, Template
@@ -14,7 +17,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def form(template, **fields):  # type: ignore[no-untyped-def]
-    return {"count": 3, "name_pattern": f"{template.name}-{{n:02}}", "mode": "linked", "start": "on", **fields}
+    tomorrow = timezone.localtime(timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    return {"count": 3, "name_pattern": f"{template.name}-{{n:02}}", "mode": "linked", "start": "on",
+            "expires_at": tomorrow, **fields}
 
 
 def test_an_administrator_makes_a_template_from_a_shut_off_domain_on_its_page(admin_client, template_source, bob,
@@ -117,7 +122,7 @@ def test_cloning_through_the_form_starts_a_job_and_shows_its_page(template, bob,
     html = client_for(bob)
     page = html.get(f"/templates/{template.pk}/").content.decode()
     assert f'value="{template.name}-{{n:02}}"' in page and 'type="datetime-local"' in page
-    response = html.post(f"/templates/{template.pk}/", form(template, expires_at=""))
+    response = html.post(f"/templates/{template.pk}/", form(template))
     job = Job.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert job.params["names"] == [f"{template.name}-01", f"{template.name}-02", f"{template.name}-03"]
@@ -132,8 +137,9 @@ def test_cloning_through_the_form_starts_a_job_and_shows_its_page(template, bob,
 @pytest.mark.parametrize(("fields", "says"), [
     ({"count": 0}, "Ask for between 1 and 50 clones at a time."),
     ({"count": 10000}, "Ask for between 1 and 50 clones at a time."),
-    ({"name_pattern": "exam"}, "The name pattern needs {n} where the number goes"),
-    ({"name_pattern": "bad name {n}"}, "is not a valid domain name"),
+    ({"name_pattern": "exam"}, "The name pattern &#x27;exam&#x27; is not valid"),
+    ({"name_pattern": "bad name {n}"}, "is not valid. Use letters, digits"),
+    ({"expires_at": ""}, "Say when the clones expire"),
 ])
 def test_the_clone_form_says_what_is_wrong_and_starts_nothing(template, bob, fields, says):
     template.users.add(bob)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from tests.catalog.conftest import api_for, client_for, clone, run
 from webvirt.accounts.models import AuditEntry
@@ -70,7 +72,8 @@ def test_two_concurrent_requests_cannot_together_exceed_the_quota(template, bob)
         try:
             barrier.wait()
             response = clients[i].post(f"/api/v1/templates/{template.pk}/clone/", {
-                "count": 2, "name_pattern": f"{template.name}-t{i}-{{n}}", "mode": "linked", "start": False},
+                "count": 2, "name_pattern": f"{template.name}-t{i}-{{n}}", "mode": "linked", "start": False,
+                "expires_at": (timezone.now() + timedelta(days=1)).isoformat()},
                 format="json")
             answers.append(response.status_code)
         finally:

@@ -15,6 +15,7 @@ from webvirt.accounts.policy import Actor
 from webvirt.catalog import quotas, services
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
+from webvirt.virt import clone as virt_clone
 
 
 class TemplateSerializer(serializers.ModelSerializer):
@@ -46,8 +47,12 @@ class CloneSerializer(serializers.Serializer):
     name_pattern = serializers.CharField(max_length=80)
     mode = serializers.ChoiceField(choices=services.MODES, default="linked")
     start = serializers.BooleanField(default=True)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None,
+        help_text="When the clones are removed; required (within the template's lifetime) unless you are an "
+                  "administrator.")
     first = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
+                                     max_value=virt_clone.MAX_NUMBER,
                                      help_text="The first number for {n}; omitted: the first after names taken.")
 
 

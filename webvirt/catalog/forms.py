@@ -16,7 +16,6 @@ from webvirt.virt import clone as virt_clone
 from webvirt.virt.errors import VirtError
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
-DEFAULT_LIFETIME_DAYS = 7
 
 
 class LocalDateTimeInput(forms.DateTimeInput):
@@ -100,18 +99,19 @@ class CloneForm(forms.Form):
     expires_at = forms.DateTimeField(label="Expires at", required=False, input_formats=[LOCAL_FORMAT],
                                      widget=LocalDateTimeInput())
 
-    def __init__(self, *args, template: Template, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, template: Template, admin: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
         now = timezone.now()
-        kwargs.setdefault("initial", {
-            "name_pattern": f"{template.name}-{{n:02}}",
-            "expires_at": local(now + timedelta(days=min(DEFAULT_LIFETIME_DAYS, template.max_lifetime_days))),
-        })
+        latest = now + timedelta(days=template.max_lifetime_days)
+        # The longest allowed life (cut to the minute, so it is still allowed when the form is sent).
+        kwargs.setdefault("initial", {"name_pattern": f"{template.name}-{{n:02}}", "expires_at": local(latest)})
         super().__init__(*args, **kwargs)
         self.template = template
-        latest = now + timedelta(days=template.max_lifetime_days)
-        self.fields["expires_at"].widget.attrs.update({"min": local(now), "max": local(latest)})
-        self.fields["expires_at"].help_text = (f"At most {template.max_lifetime_days} days from now "
-                                               f"({local(latest).replace('T', ' ')}). Empty: never.")
+        expires = self.fields["expires_at"]
+        expires.widget.attrs.update({"min": local(now), "max": local(latest)})
+        expires.required = not admin  # only administrators make clones that never expire
+        expires.error_messages["required"] = f"Say when the clones expire: at most {template.max_lifetime_days} days."
+        expires.help_text = (f"At most {template.max_lifetime_days} days from now ({local(latest).replace('T', ' ')})"
+                             + (". Empty: never." if admin else "; they are then removed with their disks."))
 
     def clean_count(self) -> int:
         count = self.cleaned_data["count"]

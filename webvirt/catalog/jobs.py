@@ -65,18 +65,23 @@ class Cloner:
             vol_name = virt_clone.volume_name(name, disk)
             pool_path = etree.fromstring(pool.XMLDesc(0).encode()).findtext("./target/path") or ""
             path = f"{pool_path.rstrip('/')}/{vol_name}"
-            self.ctx.track("volume", self.host.pk, path)
-            if self.linked:
-                vol = pool.createXML(virt_clone.overlay_xml(vol_name, disk), 0)
-            else:
-                with self.lock:
-                    self.copy_paths[path] = disk.capacity
-                base = self.conn().storageVolLookupByPath(disk.path)
-                vol = pool.createXMLFrom(virt_clone.copy_xml(vol_name, disk), base, 0)
-                with self.lock:
-                    self.copy_paths.pop(path, None)
+            with self.ctx.creating("volume", self.host.pk, path):
+                vol = self.make_disk(pool, vol_name, path, disk)
             paths[disk.target] = vol.path()
         return paths
+
+    def make_disk(self, pool: libvirt.virStoragePool, vol_name: str, path: str,
+                  disk: BaseDisk) -> libvirt.virStorageVol:
+        if self.linked:
+            return pool.createXML(virt_clone.overlay_xml(vol_name, disk), 0)
+        with self.lock:
+            self.copy_paths[path] = disk.capacity
+        try:
+            base = self.conn().storageVolLookupByPath(disk.path)
+            return pool.createXMLFrom(virt_clone.copy_xml(vol_name, disk), base, 0)
+        finally:
+            with self.lock:
+                self.copy_paths.pop(path, None)
 
     def make_one(self, name: str) -> str:
         """Create one clone's disks and definition; returns its UUID."""
@@ -86,10 +91,11 @@ class Cloner:
         self.ctx.check_cancel()
         xml = virt_clone.clone_domain_xml(self.template.xml, name, uuid, paths,
                                           description=f"Clone of {self.template.name}")
-        self.ctx.track("domain", self.host.pk, uuid)
-        dom = self.conn().defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        with self.ctx.creating("domain", self.host.pk, uuid):
+            dom = self.conn().defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
         store_snapshot(self.host, virt_domains.snapshot(dom))
-        gib = sum(d.capacity for d in self.disks) / 1024**3 if not self.linked else 0.0
+        # A linked clone's overlay can grow to the template's full size: it counts as that much.
+        gib = sum(d.capacity for d in self.disks) / 1024**3
         Domain.objects.filter(host=self.host, uuid=uuid).update(
             owner_id=self.owner_id, template=self.template, linked=self.linked, job_id=self.ctx.job.pk,
             disk_gib=round(gib, 2), expires_at=self.expires_at)

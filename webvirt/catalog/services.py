@@ -70,7 +70,8 @@ def make_template(actor: Actor, domain: Domain, data: TemplateData) -> Template:
                 memory_mib=domain.memory_mib, network=_network_of(xml), max_lifetime_days=data.max_lifetime_days,
                 created_by=actor.user)
             _save_grants(template, data)
-            Domain.objects.filter(pk=domain.pk).update(is_template=True, autostart=False)
+            # Nobody owns a template's domain: an owner could otherwise delete the clones' base disks.
+            Domain.objects.filter(pk=domain.pk).update(is_template=True, autostart=False, owner=None)
         target.set(template)
         return template
 
@@ -148,10 +149,11 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
     """Check everything that can be known up front, reserve the quota, and start the clone job."""
     with audited(actor, "template.clone", template) as target:
         policy.require(actor.user, policy.USE, template)
-        names, first = _validate(template, req)
-        disk_gib = template.disk_gib if req.mode == "full" else 0.0
+        names, first = _validate(actor, template, req)
+        # Linked clones count at their virtual size too: each overlay can grow to the whole disk.
         need = quotas.Usage(instances=req.count, vcpus=template.vcpus * req.count,
-                            memory_mib=template.memory_mib * req.count, disk_gib=round(disk_gib * req.count, 2))
+                            memory_mib=template.memory_mib * req.count,
+                            disk_gib=round(template.disk_gib * req.count, 2))
         params = {"template": template.pk, "names": names, "mode": req.mode, "start": req.start,
                   "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
                   "name_pattern": req.name_pattern, "count": req.count, "first": first}
@@ -164,7 +166,7 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
         return job
 
 
-def _validate(template: Template, req: CloneRequest) -> tuple[list[str], int]:
+def _validate(actor: Actor, template: Template, req: CloneRequest) -> tuple[list[str], int]:
     if req.mode not in MODES:
         raise VirtError("The mode is either 'linked' or 'full'.", errors.INVALID)
     if not 1 <= req.count <= MAX_CLONES:
@@ -176,12 +178,31 @@ def _validate(template: Template, req: CloneRequest) -> tuple[list[str], int]:
     if taken:
         raise VirtError(f"{', '.join(taken[:5])} already exist(s) on {template.host.name}. "
                         "Choose another name pattern or first number.", errors.CONFLICT)
-    if req.expires_at is not None:
-        if req.expires_at <= timezone.now():
-            raise VirtError("The expiry time is in the past.", errors.INVALID)
-        if req.expires_at > timezone.now() + timedelta(days=template.max_lifetime_days):
-            raise VirtError(f"Clones of {template.name} may live at most {template.max_lifetime_days} days.",
-                            errors.INVALID)
+    _check_expiry(actor, template, req.expires_at)
+    _check_host(template)
+    disks = [virt_clone.BaseDisk(**d) for d in template.disks]
+    volumes = call(template.host, lambda conn: virt_clone.taken_volumes(conn, disks, template.clone_pool, names))
+    if volumes:
+        raise VirtError(f"The volume(s) {', '.join(volumes[:5])} already exist on {template.host.name}. "
+                        "Choose another name pattern or first number.", errors.CONFLICT)
+    return names, first
+
+
+def _check_expiry(actor: Actor, template: Template, expires_at: datetime | None) -> None:
+    """Everyone but an administrator must say when clones go, within the template's lifetime."""
+    if expires_at is None:
+        if policy.is_admin(actor.user):
+            return
+        raise VirtError(f"Say when the clones expire: at most {template.max_lifetime_days} days from now.",
+                        errors.INVALID)
+    if expires_at <= timezone.now():
+        raise VirtError("The expiry time is in the past.", errors.INVALID)
+    if expires_at > timezone.now() + timedelta(days=template.max_lifetime_days):
+        raise VirtError(f"Clones of {template.name} may live at most {template.max_lifetime_days} days.",
+                        errors.INVALID)
+
+
+def _check_host(template: Template) -> None:
     if template.host.status == Host.OFFLINE:
         raise VirtError(f"The template's host {template.host.name} is offline: {template.host.status_reason}",
                         errors.UNREACHABLE)
@@ -190,7 +211,6 @@ def _validate(template: Template, req: CloneRequest) -> tuple[list[str], int]:
         if source is not None and source.is_active:
             raise VirtError(f"The template's source domain {source.name} is running; it must stay shut off.",
                             errors.STATE)
-    return names, first
 
 
 def _retry_clone(actor: Actor, params: dict) -> Job:

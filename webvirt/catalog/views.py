@@ -40,7 +40,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
 def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The template, and the form that clones it; a clone request starts a job and shows its page."""
     template = visible_or_404(request, _templates(request), pk)
-    form = CloneForm(request.POST or None, template=template)
+    form = CloneForm(request.POST or None, template=template, admin=policy.is_admin(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             job = services.clone_template(Actor.from_request(request), template, form.to_request())

@@ -147,6 +147,11 @@ def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list
     """Remove a domain from its host (and, if asked, the volumes its disks use)."""
     with audited(actor, "domain.undefine", domain) as target:
         policy.require(actor.user, policy.DELETE, domain)
+        _refuse_template(domain)
+        if not delete_volumes and not policy.is_admin(actor.user):
+            # Disks left behind would be nobody's, yet use the host's storage outside every quota.
+            raise policy.Denied(f"Only an administrator can undefine {domain.name} and keep its disks; "
+                                "delete it with its disks instead.")
         deleted = _call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
         target.detail.append(f"deleted volumes: {', '.join(deleted)}" if deleted else "no volumes deleted")
         domain.delete()
@@ -161,13 +166,20 @@ def remove(actor: Actor, domain: Domain, reason: str = "") -> list[str]:
     with audited(actor, "domain.remove", domain) as target:
         if actor.user is not None:
             policy.require(actor.user, policy.DELETE, domain)
-        if domain.is_template:
-            raise VirtError(f"{domain.name} is a template; delete the template first.", errors.STATE)
-
+        _refuse_template(domain)
         deleted = _call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid), timeout=60)
         target.detail.append(f"{reason + '; ' if reason else ''}deleted volumes: {', '.join(deleted) or 'none'}")
         Domain.objects.filter(pk=domain.pk).delete()
         return deleted
+
+
+def _refuse_template(domain: Domain) -> None:
+    """A template's domain holds the base disks of its clones: it stays while the template does."""
+    from webvirt.catalog.models import Template
+
+    if domain.is_template or Template.objects.filter(host_id=domain.host_id, source_uuid=domain.uuid).exists():
+        raise VirtError(f"{domain.name} is a template; its disks are the bases of its clones. Delete the template "
+                        "first.", errors.STATE)
 
 
 # XML -------------------------------------------------------------------------------------------

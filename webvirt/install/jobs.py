@@ -40,15 +40,15 @@ def run_install(ctx: JobContext) -> dict:
     host = Host.objects.get(pk=p["host"])
     conn = manager.get(host.target())
     ctx.progress(5, "Creating the disk…", force=True)
-    ctx.track("volume", host.pk, p["disk_path"])
-    path = virt_install.create_disk(conn, p["pool"], virt_install.disk_name(p["name"]), p["disk_bytes"])
+    with ctx.creating("volume", host.pk, p["disk_path"]):
+        path = virt_install.create_disk(conn, p["pool"], virt_install.disk_name(p["name"]), p["disk_bytes"])
     ctx.log(f"created the disk {path}")
     ctx.check_cancel()
 
     ctx.progress(40, "Defining the machine…", force=True)
     uuid = virt_clone.new_uuid()
-    ctx.track("domain", host.pk, uuid)
-    dom = conn.defineXMLFlags(install_xml({**p, "disk_path": path}, uuid), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    with ctx.creating("domain", host.pk, uuid):
+        dom = conn.defineXMLFlags(install_xml({**p, "disk_path": path}, uuid), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
     row = store_snapshot(host, virt_domains.snapshot(dom))
     Domain.objects.filter(pk=row.pk).update(owner_id=p.get("owner"), job_id=ctx.job.pk,
                                             disk_gib=round(p["disk_bytes"] / 1024**3, 2))
@@ -78,7 +78,8 @@ def run_upload(ctx: JobContext) -> dict:
                 "The uploaded file is not on this worker's machine: uploads need a worker beside the web "
                 "process (sharing its STATE_DIR).", errors.NOT_FOUND)
         ctx.progress(0, f"Uploading {p['name']} into {p['pool']}…", force=True)
-        ctx.track("volume", host.pk, p["volume_path"])
+        with ctx.creating("volume", host.pk, p["volume_path"]):
+            vol = virt_install.create_upload_volume(conn, p["pool"], p["name"], size)
         checked = [time.monotonic()]
 
         def sent(done: int) -> None:
@@ -88,7 +89,7 @@ def run_upload(ctx: JobContext) -> dict:
                 ctx.check_cancel()
 
         with source.open("rb") as stream:
-            path = virt_install.upload(conn, p["pool"], p["name"], stream, size, sent)
+            path = virt_install.upload(conn, vol, stream, size, sent)
         ctx.log(f"uploaded {size} bytes to {path}")
         ctx.keep({p["volume_path"]})
         return {"volume": path, "message": f"{p['name']} is in pool {p['pool']} ({size / 1024**2:.1f} MiB)."}

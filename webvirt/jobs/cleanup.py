@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import libvirt
 
@@ -27,6 +28,24 @@ def remove_object(obj: dict) -> bool:
     if obj["kind"] == "volume":
         return call(host, lambda conn: _remove_volume(conn, obj["key"]), timeout=60)
     return False
+
+
+def object_exists(obj: dict) -> bool:
+    """Is there already something under a tracked object's key (a domain UUID, a volume path)?"""
+    host = Host.objects.get(pk=obj["host"])
+    if obj["kind"] == "domain":
+        return call(host, lambda conn: _lookup(conn.lookupByUUIDString, obj["key"]))
+    if obj["kind"] == "volume":
+        return call(host, lambda conn: _lookup(conn.storageVolLookupByPath, obj["key"]))
+    return False
+
+
+def _lookup(find: Callable[[str], object], key: str) -> bool:
+    try:
+        find(key)
+    except libvirt.libvirtError:
+        return False
+    return True
 
 
 def _remove_domain(conn: libvirt.virConnect, uuid: str) -> bool:

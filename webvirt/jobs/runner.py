@@ -13,7 +13,8 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,32 @@ class JobContext:
             self.job.created_objects = [*self.job.created_objects, {"kind": kind, "host": host_id, "key": key}]
             Job.objects.filter(pk=self.job.pk).update(created_objects=self.job.created_objects)
 
+    @contextmanager
+    def creating(self, kind: str, host_id: int, key: str) -> Iterator[None]:
+        """Track an object around the one call that creates it, so that undo removes only what
+        this job made.
+
+        Something already under `key` is someone else's: the job fails without tracking it. When
+        the creating call itself fails, nothing under `key` is ours either (libvirt removes a volume
+        whose build failed; "already exists" means another made it first), so it is untracked.
+        What stays tracked is what the call made, or was making when the worker died.
+        """
+        from webvirt.jobs.cleanup import object_exists
+
+        obj = {"kind": kind, "host": host_id, "key": key}
+        if object_exists(obj):
+            raise JobError(f"A {kind} {key} already exists on the host; this job did not make it and leaves it "
+                           "alone. Choose another name.")
+        self.track(kind, host_id, key)
+        try:
+            yield
+        except BaseException:
+            self.keep({key})  # not ours: undo must never remove it
+            raise
+
     def keep(self, keys: set[str]) -> None:
-        """Objects that are finished results: a later failure must not remove them."""
+        """Stop tracking these: finished results (a later failure must not remove them), or keys
+        under which this job made nothing."""
         with self._lock:
             self.job.created_objects = [o for o in self.job.created_objects if o["key"] not in keys]
             Job.objects.filter(pk=self.job.pk).update(created_objects=self.job.created_objects)

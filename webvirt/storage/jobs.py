@@ -27,12 +27,12 @@ def run_clone(ctx: JobContext) -> dict:
     host = Host.objects.get(pk=p["host"])
     conn = manager.get(host.target())
     ctx.progress(0, f"Copying {p['name']} to {p['new_name']}…", force=True)
-    ctx.track("volume", host.pk, p["path"])
     done = threading.Event()
     watcher = threading.Thread(target=_watch_copy, args=(ctx, conn, p, done), daemon=True)
     watcher.start()
     try:
-        info = virt_volumes.clone_volume(conn, p["pool_uuid"], p["name"], p["new_name"])
+        with ctx.creating("volume", host.pk, p["path"]):
+            info = virt_volumes.clone_volume(conn, p["pool_uuid"], p["name"], p["new_name"])
     finally:
         done.set()
         watcher.join(timeout=2)

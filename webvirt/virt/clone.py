@@ -99,25 +99,54 @@ def make_template(conn: libvirt.virConnect, uuid: str) -> tuple[str, list[BaseDi
     return xml, disks
 
 
+# The whole grammar of a name pattern: name characters around one {n}, {n:0N} or {n:0Nd} (N <= 6).
+# Never str.format: a pattern is user input, and format's mini-language can reach attributes
+# ({n.real}) or build strings of any width ({n:99999999}).
+PATTERN_RE = re.compile(r"^([A-Za-z0-9._-]*)\{n(?::0([1-6])d?)?\}([A-Za-z0-9._-]*)$")
+MAX_NUMBER = 999_999
+
+
+@dataclass
+class NamePattern:
+    prefix: str
+    width: int
+    suffix: str
+
+    @classmethod
+    def parse(cls, pattern: str) -> NamePattern:
+        match = PATTERN_RE.match(pattern)
+        if match is None:
+            raise VirtError(f"The name pattern '{errors.quote(pattern)}' is not valid. Use letters, digits, '.', "
+                            "'_' and '-' around one {n}, {n:02} or {n:03d} where the number goes, "
+                            "for example exam-{n:02}.",
+                            errors.INVALID)
+        return cls(prefix=match[1], width=int(match[2] or 0), suffix=match[3])
+
+    def name(self, number: int) -> str:
+        return f"{self.prefix}{number:0{self.width}d}{self.suffix}"
+
+    def check(self, last: int) -> None:
+        """Refuse before building any name: numbers too large, or names too long."""
+        if last > MAX_NUMBER:
+            raise VirtError(f"Numbers go up to {MAX_NUMBER:,}; choose a smaller first number.", errors.INVALID)
+        longest = len(self.prefix) + max(self.width, len(str(last))) + len(self.suffix)
+        if longest > 63:
+            raise VirtError(f"The names would be {longest} characters long; at most 63 are allowed.", errors.INVALID)
+        if not NAME_RE.match(self.name(last)):
+            raise VirtError("A domain name starts with a letter or a digit; change the start of the pattern.",
+                            errors.INVALID)
+
+
 def clone_names(pattern: str, count: int, start: int = 1) -> list[str]:
-    """Names from a pattern such as `exam-{n:02}`; the pattern must make distinct, valid names."""
-    if "{n" not in pattern:
-        raise VirtError("The name pattern needs {n} where the number goes, for example exam-{n:02}.", errors.INVALID)
-    try:
-        names = [pattern.format(n=i) for i in range(start, start + count)]
-    except (ValueError, KeyError, IndexError) as exc:
-        raise VirtError(f"The name pattern is not valid ({exc}). Use {{n}} or {{n:02}} for the number.",
-                        errors.INVALID) from None
-    bad = [n for n in names if not NAME_RE.match(n)]
-    if bad:
-        raise VirtError(f"'{bad[0]}' is not a valid domain name: use letters, digits, '.', '_' and '-' "
-                        "(at most 63 characters, starting with a letter or digit).", errors.INVALID)
-    if len(set(names)) != len(names):
-        raise VirtError("The name pattern gives the same name more than once; put {n} in it.", errors.INVALID)
-    return names
+    """Names from a pattern such as `exam-{n:02}`: distinct and valid, or a VirtError."""
+    parsed = NamePattern.parse(pattern)
+    if start < 0 or count < 1:
+        raise VirtError("The first number and the count must be positive.", errors.INVALID)
+    parsed.check(start + count - 1)
+    return [parsed.name(i) for i in range(start, start + count)]
 
 
-def first_free(pattern: str, count: int, taken: set[str], limit: int = 100_000) -> int:
+def first_free(pattern: str, count: int, taken: set[str], limit: int = MAX_NUMBER) -> int:
     """The first number from which `count` names of `pattern` are all free: a second batch of
     `exam-{n:02}` goes on at exam-13 after exam-01..12 rather than colliding with them."""
     first = 1
@@ -127,9 +156,24 @@ def first_free(pattern: str, count: int, taken: set[str], limit: int = 100_000) 
         if not clashes:
             return first
         first += clashes[-1] + 1
-        if first > limit:
-            raise VirtError(f"No {count} free names follow the pattern {pattern}. Choose another pattern.",
-                            errors.CONFLICT)
+        if first + count - 1 > min(limit, MAX_NUMBER):
+            raise VirtError(f"No {count} free names follow the pattern {errors.quote(pattern)}. "
+                            "Choose another pattern.", errors.CONFLICT)
+
+
+def taken_volumes(conn: libvirt.virConnect, disks: list[BaseDisk], clone_pool: str, names: list[str]) -> list[str]:
+    """The volumes that clones `names` would make which already exist: a job must never be
+    started over them (its undo could otherwise be taken to own them)."""
+    taken = []
+    for disk in disks:
+        pool = conn.storagePoolLookupByName(clone_pool or disk.pool)
+        try:
+            pool.refresh(0)  # a file made behind libvirt's back counts too
+        except libvirt.libvirtError:
+            pass  # refused while another job writes into the pool: its volumes are listed anyway
+        existing = set(pool.listVolumes())
+        taken += [f"{pool.name()}/{volume_name(n, disk)}" for n in names if volume_name(n, disk) in existing]
+    return taken
 
 
 def volume_name(clone: str, disk: BaseDisk) -> str:

@@ -91,3 +91,8 @@ def _sentence(text: str) -> str:
         return "libvirt reported an error without a message."
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def quote(text: str, limit: int = 80) -> str:
+    """User input inside an error message: never more than `limit` characters of it."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -122,16 +122,20 @@ def create_disk(conn: libvirt.virConnect, pool: str, name: str, capacity: int) -
     return conn.storagePoolLookupByName(pool).createXML(xml, 0).path()
 
 
-def upload(conn: libvirt.virConnect, pool: str, name: str, source: BinaryIO, size: int,
+def create_upload_volume(conn: libvirt.virConnect, pool: str, name: str, size: int) -> libvirt.virStorageVol:
+    """The empty raw volume an upload fills."""
+    xml = (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{size}</capacity>"
+           "<allocation>0</allocation><target><format type='raw'/></target></volume>")
+    return conn.storagePoolLookupByName(pool).createXML(xml, 0)
+
+
+def upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: BinaryIO, size: int,
            on_progress: Callable[[int], None]) -> str:
-    """Create a raw volume and stream `size` bytes of `source` into it; its path.
+    """Stream `size` bytes of `source` into `vol`; its path.
 
     Errors on the libvirt side surface at `finish()`; on any failure the stream is aborted (the
     caller removes the volume).
     """
-    xml = (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{size}</capacity>"
-           "<allocation>0</allocation><target><format type='raw'/></target></volume>")
-    vol = conn.storagePoolLookupByName(pool).createXML(xml, 0)
     sent = 0
     with finished(conn.newStream(0)) as stream:
         vol.upload(stream, 0, size, 0)
