@@ -193,3 +193,15 @@ def test_linked_clones_count_their_virtual_size_against_the_disk_quota(template,
     job = run(clone(bob, template, count=2, pattern=f"{template.name}-q{{n}}"))
     assert job.reserved == {} and Domain.objects.filter(owner=bob).count() == 2
     assert all(d.disk_gib == template.disk_gib for d in Domain.objects.filter(owner=bob))
+
+
+def test_a_registered_templates_base_volume_cannot_be_deleted(admin, template, test_conn, test_host):
+    """Even with no domain using it, a base volume stays while its template does (volume and pool delete)."""
+    pool = test_conn.storagePoolLookupByName("default-pool")
+    base = template.disks[0]["path"].rsplit("/", 1)[1]
+    api = api_for(admin)
+    response = api.delete(f"/api/v1/volumes/{test_host.pk}:{pool.UUIDString()}:{base}/")
+    assert response.status_code == 409, response.json()
+    assert f"is a base disk of template {template.name}" in response.json()["error"]
+    response = api.delete(f"/api/v1/pools/{test_host.pk}:{pool.UUIDString()}/?delete_volumes=true")
+    assert response.status_code == 409 and volume_exists(test_conn, base) and pool.isActive()

@@ -43,6 +43,12 @@ class Template(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("catalog:detail", args=[self.pk])
 
+    @classmethod
+    def base_paths(cls, host_id: int) -> dict[str, str]:
+        """The base volumes of every template on a host: path -> template name. They are never deleted."""
+        return {disk["path"]: name for name, disks in cls.objects.filter(host_id=host_id).values_list("name", "disks")
+                for disk in disks}
+
     @property
     def disk_gib(self) -> float:
         return round(sum(d.get("capacity", 0) for d in self.disks) / 1024**3, 2)

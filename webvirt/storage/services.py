@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import UploadedFile
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
+from webvirt.catalog.models import Template
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import host_call, make_id, split_id
 from webvirt.jobs.models import Job
@@ -119,7 +120,9 @@ def delete_pool(actor: Actor, oid: str, delete_volumes: bool = False) -> list[st
     with audited(actor, "pool.delete") as target:
         target.set(kind="pool", ident=oid, text=oid)
         host, (uuid,) = split_id(actor.user, oid, 2)
-        name, deleted = host_call(host, lambda conn: virt_storage.delete_pool(conn, uuid, delete_volumes), SLOW)
+        bases = Template.base_paths(host.pk)
+        name, deleted = host_call(host, lambda conn: virt_storage.delete_pool(conn, uuid, delete_volumes, bases),
+                                  SLOW)
         _pool_target(target, host, oid, name)
         target.detail.append(f"deleted volumes: {', '.join(deleted)}" if delete_volumes else "volumes kept")
         return deleted
@@ -166,7 +169,8 @@ def delete_volume(actor: Actor, oid: str) -> str:
         target.set(kind="volume", ident=oid, text=oid)
         host, (pool_uuid, name) = split_id(actor.user, oid, 3)
         _volume_target(target, host, oid, name)
-        return host_call(host, lambda conn: virt_volumes.delete_volume(conn, pool_uuid, name), SLOW)
+        bases = Template.base_paths(host.pk)
+        return host_call(host, lambda conn: virt_volumes.delete_volume(conn, pool_uuid, name, bases), SLOW)
 
 
 def resize_volume(actor: Actor, oid: str, capacity_mib: int) -> VolumeInfo:

@@ -456,8 +456,18 @@ def set_pool_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> Po
     return pool_info(pool)
 
 
-def delete_pool(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) -> tuple[str, list[str]]:
-    """Remove a pool, and with `delete_volumes` everything in it. Refused while any domain uses a volume of it.
+def refuse_bases(paths: list[str], bases: dict[str, str]) -> None:
+    """A template's base volume (path -> template name in `bases`) is never deleted."""
+    hit = [path for path in paths if path in bases]
+    if hit:
+        raise VirtError(f"{hit[0]} is a base disk of template {bases[hit[0]]}; delete the template first.",
+                        errors.STATE)
+
+
+def delete_pool(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False,
+                bases: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Remove a pool, and with `delete_volumes` everything in it. Refused while any domain uses a volume of it,
+    or (with `delete_volumes`) while it holds a template's base volume (`bases`: path -> template name).
 
     Returns the pool's name and the paths of the volumes deleted.
     """
@@ -472,6 +482,7 @@ def delete_pool(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = Fals
         if not pool.isActive():
             raise VirtError(f"Pool {name} must be running to delete its volumes. Start it first, or delete only "
                             "the pool's definition.", errors.STATE)
+        refuse_bases([vol.path() for vol in pool.listAllVolumes(0)], bases or {})
         for vol in pool.listAllVolumes(0):
             path = vol.path()
             vol.delete(0)

@@ -23,6 +23,7 @@ from webvirt.virt.storage import (
     check_name,
     disk_users,
     pool_lookup,
+    refuse_bases,
     volume_info,
     volume_lookup,
     volume_xml,
@@ -60,9 +61,11 @@ def _users_of(conn: libvirt.virConnect, vol: libvirt.virStorageVol) -> tuple[lis
     return sorted(set(disk_users(conn).get(path, []))), sorted(backing_users(conn).get(path, []))
 
 
-def delete_volume(conn: libvirt.virConnect, pool_uuid: str, name: str) -> str:
-    """Delete a volume; refused while a domain uses it or a linked clone is layered on it."""
+def delete_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, bases: dict[str, str]) -> str:
+    """Delete a volume; refused while a domain uses it, a linked clone is layered on it, or it is a
+    template's base (`bases`: path -> template name)."""
     vol = volume_lookup(conn, pool_uuid, name)
+    refuse_bases([vol.path()], bases)
     domains, clones = _users_of(conn, vol)
     if domains:
         raise VirtError(f"Volume {name} is a disk of {', '.join(domains)}. Detach it or remove "
