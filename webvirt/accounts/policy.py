@@ -13,6 +13,7 @@ does not leak.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,31 @@ class ApiPermission(BasePermission):
         return bool(request.user and request.user.is_authenticated)
 
 
+def from_trusted_proxy(peer: str | None) -> bool:
+    """Is the direct peer one of our reverse proxies, whose X-Forwarded-* headers are believed?"""
+    return bool(peer) and peer in settings.WEBVIRT_TRUSTED_PROXIES
+
+
+def client_address(peer: str | None, forwarded: str | None) -> str | None:
+    """The client's address for the audit trail: the direct peer, unless that is a trusted proxy.
+
+    Only a proxy we trust may say who the client is, and only the LAST entry of X-Forwarded-For is
+    its word (what it appended); the entries before it are whatever the client sent, so anyone
+    could forge them. Every HTTP request, WebSocket and console gateway connection asks here.
+    """
+    if forwarded and from_trusted_proxy(peer):
+        return _ip(forwarded.split(",")[-1].strip())
+    return _ip(peer)
+
+
+def _ip(value: str | None) -> str | None:
+    # The audit trail stores an IP address (PostgreSQL's inet refuses anything else): no address beats a failed write.
+    try:
+        return str(ipaddress.ip_address(value or ""))
+    except ValueError:
+        return None
+
+
 @dataclass
 class Actor:
     """Who is acting and from where: what policy checks and the audit trail need."""
@@ -122,9 +148,14 @@ class Actor:
 
     @classmethod
     def from_request(cls, request: Any, via: str = "ui") -> Actor:
-        address = request.META.get("REMOTE_ADDR")
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        # Only a proxy we trust may say who the client is; anyone else could forge the audit trail.
-        if forwarded and address in settings.WEBVIRT_TRUSTED_PROXIES:
-            address = forwarded.split(",")[-1].strip()
-        return cls(user=request.user, address=address or None, via=via)
+        address = client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+        return cls(user=request.user, address=address, via=via)
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any], via: str = "ws") -> Actor:
+        """The actor of an ASGI connection: the user set by the auth middleware, the peer of its socket."""
+        client = scope.get("client") or (None, None)
+        # Several X-Forwarded-For lines are one list (RFC 9110); the last entry is still the proxy's.
+        forwarded = ", ".join(value.decode("latin-1") for name, value in scope.get("headers", [])
+                              if name == b"x-forwarded-for")
+        return cls(user=scope.get("user"), address=client_address(client[0], forwarded), via=via)

@@ -67,13 +67,6 @@ class ConsoleRouter:
 
 # Opening: ticket, policy, audit ------------------------------------------------------------------
 
-def _actor(scope: Scope) -> Actor:
-    forwarded = _header(scope, b"x-forwarded-for") or ""
-    client = scope.get("client") or ("", 0)
-    address = forwarded.split(",")[0].strip() if forwarded else client[0]
-    return Actor(user=scope.get("user"), address=address or None, via="ws")
-
-
 def _binding(scope: Scope) -> str:
     authorization = _header(scope, b"authorization") or ""
     if authorization.lower().startswith("token "):
@@ -84,7 +77,7 @@ def _binding(scope: Scope) -> str:
 
 def _redeem(scope: Scope, kind: str, domain_id: int) -> Domain:
     ticket = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket", [""])[0]
-    actor = _actor(scope)
+    actor = Actor.from_scope(scope)
     try:
         return services.redeem(ticket, actor.user, _binding(scope), kind, domain_id)
     except Denied as exc:
@@ -163,7 +156,7 @@ async def vnc_console(scope: Scope, receive: Receive, send: Send, domain_id: int
     domain = await _open(scope, receive, send, "vnc", domain_id)
     if domain is None:
         return
-    actor = _actor(scope)
+    actor = Actor.from_scope(scope)
     try:
         stream, authenticated, greeting = await connect_vnc(domain)
     except VirtError as exc:
@@ -325,7 +318,7 @@ async def serial_console(scope: Scope, receive: Receive, send: Send, domain_id: 
     domain = await _open(scope, receive, send, "serial", domain_id)
     if domain is None:
         return
-    actor = _actor(scope)
+    actor = Actor.from_scope(scope)
     await _accept(scope, send)
     session = SerialSession(domain, actor)
     force = False

@@ -32,7 +32,7 @@ django.setup()
 from websockify.auth_plugins import AuthenticationError  # noqa: E402
 
 from webvirt.accounts.models import AuditEntry  # noqa: E402
-from webvirt.accounts.policy import Actor, Denied  # noqa: E402
+from webvirt.accounts.policy import Actor, Denied, client_address  # noqa: E402
 from webvirt.consoles import services  # noqa: E402
 from webvirt.domains.models import Domain  # noqa: E402
 from webvirt.events.auth import origin_allowed  # noqa: E402
@@ -45,6 +45,15 @@ log = logging.getLogger(__name__)
 # gateway's request handler (gateway.py), which audits the session's end.
 _taken: dict[str, Any] = {}
 _opened: dict[str, Any] = {}
+# The socket peer of this process's connection, as gateway.py's request handler saw it. websockify
+# gives auth plugins the request headers only, so under plain websockify it stays unknown (None):
+# then no address is recorded rather than one the client wrote into a header.
+_peer: dict[str, str | None] = {}
+
+
+def connection_from(address: str | None) -> None:
+    """Called by the gateway's request handler before TicketAuth runs: who is at the other end of the socket."""
+    _peer["address"] = address
 
 
 def opened_session() -> tuple[Actor, Domain] | None:
@@ -86,8 +95,8 @@ class TicketAuth:
         if data is None or domain is None:
             raise AuthenticationError(response_code=403, response_msg="Forbidden")
         user, bound_to = _who(headers)
-        actor = Actor(user=user, address=(headers.get("X-Forwarded-For") or "").split(",")[0].strip() or None,
-                      via="gateway")
+        forwarded = ", ".join(headers.get_all("X-Forwarded-For") or ())
+        actor = Actor(user=user, address=client_address(_peer.pop("address", None), forwarded), via="gateway")
         try:
             if user is None or (user.pk, bound_to) != (data.user_id, data.binding):
                 raise Denied(services.REFUSED)
