@@ -29,13 +29,14 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webvirt.settings")
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from websockify.auth_plugins import AuthenticationError  # noqa: E402
 
 from webvirt.accounts.models import AuditEntry  # noqa: E402
 from webvirt.accounts.policy import Actor, Denied, client_address  # noqa: E402
 from webvirt.consoles import services  # noqa: E402
 from webvirt.domains.models import Domain  # noqa: E402
-from webvirt.events.auth import origin_allowed  # noqa: E402
+from webvirt.events.auth import host_allowed, parse_origin  # noqa: E402
 from webvirt.virt.errors import VirtError  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,12 @@ class TicketAuth:
 
 def _who(headers: Any) -> tuple[Any, str]:
     """The user and ticket binding of a request: API token, or session cookie from an allowed Origin."""
-    from django.conf import settings
     from django.contrib.auth import SESSION_KEY, get_user_model
     from django.utils.module_loading import import_string
     from rest_framework.authtoken.models import Token
 
     origin = headers.get("Origin")
-    if origin is not None and not origin_allowed(origin):
+    if origin is not None and not _origin_allowed(origin, headers.get("Host") or ""):
         return None, ""
     authorization = headers.get("Authorization") or ""
     if authorization.lower().startswith("token "):
@@ -138,3 +138,20 @@ def _who(headers: Any) -> tuple[Any, str]:
     user_id = store.get(SESSION_KEY)
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first() if user_id else None
     return user, services.binding(session_key=session_key)
+
+
+def _origin_allowed(origin: str, host: str) -> bool:
+    """May a page from `origin` use the gateway reached at `host` (its Host header)?
+
+    One of CSRF_TRUSTED_ORIGINS, or a page on the same host name as the gateway: the gateway often
+    listens on a port of its own (6080) beside the site whose pages open it, so, unlike the web
+    processes (events/auth.py), it cannot ask for the same port or scheme. The Host must name this
+    site (ALLOWED_HOSTS); the Origin is compared with it, so ALLOWED_HOSTS = "*" does not let every
+    page in.
+    """
+    if not host_allowed(host):
+        return False
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    page, own = parse_origin(origin), parse_origin(f"http://{host}")
+    return page is not None and own is not None and page[1] == own[1]

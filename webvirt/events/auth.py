@@ -8,6 +8,7 @@ cross-origin page can therefore never open a socket with a user's cookie.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
@@ -15,6 +16,8 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from rest_framework.authtoken.models import Token
+
+from webvirt.accounts.policy import from_trusted_proxy
 
 
 @database_sync_to_async
@@ -32,11 +35,59 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-def origin_allowed(origin: str) -> bool:
-    host = origin.split("://", 1)[-1].split("/", 1)[0]
+Origin = tuple[str, str, int]  # scheme, host, port: what the same-origin rule compares
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_origin(origin: str) -> Origin | None:
+    """An Origin header as (scheme, host, port); None for "null" and anything else that is not one."""
+    try:
+        parts = urlsplit(origin)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        return None
+    if scheme not in DEFAULT_PORTS or not host or parts.path or parts.query or parts.fragment:
+        return None
+    return scheme, host, port or DEFAULT_PORTS[scheme]
+
+
+def host_allowed(host: str) -> bool:
+    """Does a Host header name this site (ALLOWED_HOSTS, as Django checks it for HTTP requests)?"""
     domain, _port = split_domain_port(host)
-    allowed = [*settings.ALLOWED_HOSTS]
-    return bool(domain) and (validate_host(domain, allowed) or origin in settings.CSRF_TRUSTED_ORIGINS)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
+
+
+def own_origin(scope: dict[str, Any]) -> Origin | None:
+    """The origin this socket was opened on: its scheme, and the host and port of its Host header.
+
+    The scheme is the connection's own (ws: http, wss: https); a trusted proxy's X-Forwarded-Proto
+    is believed, because it ends TLS for us. None when the Host header does not name this site, so a
+    page on a rebound DNS name cannot pass as same-origin.
+    """
+    host = _header(scope, b"host") or ""
+    if not host_allowed(host):
+        return None
+    secure = scope.get("scheme") in ("wss", "https")
+    proto = _header(scope, b"x-forwarded-proto")
+    if proto and from_trusted_proxy((scope.get("client") or (None,))[0]):
+        secure = proto.split(",")[0].strip().lower() in ("https", "wss")
+    return parse_origin(f"{'https' if secure else 'http'}://{host}")
+
+
+def origin_allowed(origin: str, scope: dict[str, Any]) -> bool:
+    """Is a page from `origin` allowed to open this socket?
+
+    Same origin (scheme, host and port) as the socket itself, or exactly one of CSRF_TRUSTED_ORIGINS.
+    The host name alone is not enough: another port of the same host is another site, and with
+    ALLOWED_HOSTS = "*" every host name would do.
+    """
+    own = own_origin(scope)
+    if own is None:
+        return False
+    return origin in settings.CSRF_TRUSTED_ORIGINS or parse_origin(origin) == own
 
 
 class WebSocketAuth:
@@ -49,7 +100,7 @@ class WebSocketAuth:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         origin = _header(scope, b"origin")
         authorization = _header(scope, b"authorization") or ""
-        if origin is not None and not origin_allowed(origin):
+        if origin is not None and not origin_allowed(origin, scope):
             return await _deny(send)
         if authorization.lower().startswith("token "):
             scope = {**scope, "user": await _token_user(authorization[6:].strip())}
