@@ -212,8 +212,8 @@ def prepare_webvirt(env: dict[str, str], vnc_port: int) -> tuple[str, int, objec
     django.setup()
     import libvirt
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
+    from webvirt.accounts.tokens import create_token
     from webvirt.domains.models import Domain
     from webvirt.domains.services import sync_host
     from webvirt.hosts.models import Host
@@ -225,7 +225,7 @@ def prepare_webvirt(env: dict[str, str], vnc_port: int) -> tuple[str, int, objec
       <devices><graphics type='vnc' port='{vnc_port}' autoport='no' listen='127.0.0.1'/></devices></domain>""")
     dom.create()
     user = get_user_model().objects.create_superuser("bench", "", "bench-password-1")
-    token = Token.objects.create(user=user).key
+    token = create_token(user, name="bench")[1]
     host = Host.objects.create(name="test driver", uri="test+unix:///default", status=Host.ONLINE)
     sync_host(host)
     pk = Domain.objects.get(host=host, uuid=dom.UUIDString()).pk

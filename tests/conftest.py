@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterator
 import libvirt
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from webvirt.accounts.tokens import create_token
 
 TEST_URI = "test+unix:///default"
 CHROMIUM = "/usr/bin/chromium"
@@ -128,7 +129,7 @@ def admin_client(client, admin):  # type: ignore[no-untyped-def]
 def api(admin) -> APIClient:  # type: ignore[no-untyped-def]
     """An API client authenticating the way scripts do: `Authorization: Token <key>`."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=admin).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(admin)[1]}")
     return client
 
 

@@ -53,7 +53,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -155,6 +154,10 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
+# API tokens and throttling ------------------------------------------------------------------------
+# API tokens are kept as SHA-256 digests (webvirt.accounts.tokens).
+# --- end of API tokens and throttling -------------------------------------------------------------
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("WEBVIRT_TIME_ZONE", "UTC")
 USE_I18N = False
@@ -167,7 +170,7 @@ STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "node_modules")]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: an unauthenticated API request then answers 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        "webvirt.accounts.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["webvirt.accounts.policy.ApiPermission"],

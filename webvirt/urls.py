@@ -4,6 +4,8 @@ from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
+    # The API tokens page, before Django's auth routes.
+    path("accounts/tokens/", include("webvirt.accounts.token_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),

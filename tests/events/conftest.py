@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 from django.conf import settings
-from rest_framework.authtoken.models import Token
 
 from tests.conftest import TEST_URI
 from tests.events.sockets import EventSocket
+from webvirt.accounts.tokens import create_token
 from webvirt.events.leases import lease_key
 
 
@@ -50,7 +50,7 @@ def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def token_for() -> Callable:
     """The API token key of a user, as a script would send it."""
-    return lambda user: Token.objects.get_or_create(user=user)[0].key
+    return lambda user: create_token(user)[1]
 
 
 @pytest.fixture

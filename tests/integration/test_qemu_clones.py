@@ -21,11 +21,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from lxml import etree
-from rest_framework.authtoken.models import Token
 
 from tests.guest.guest import READY_MARKER
 from tests.integration.conftest import define_template, pool_dir
 from tests.integration.test_qemu_lifecycle import BOOT_TIMEOUT, SerialPty, serial_pty_path
+from webvirt.accounts.tokens import create_token
 from webvirt.catalog import services as catalog
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
@@ -184,7 +184,7 @@ def test_quotas_hold_under_concurrent_requests_and_a_stranger_sees_nothing(  # t
     bob, charlie = users.create_user("bob", "", "bob-password-1"), users.create_user("dave", "", "dave-password-1")
     Template.objects.get(pk=tiny_template["id"]).users.add(bob)
     Quota.objects.create(user=bob, instances=1)
-    bob_token, charlie_token = Token.objects.create(user=bob).key, Token.objects.create(user=charlie).key
+    bob_token, charlie_token = create_token(bob)[1], create_token(charlie)[1]
     url = f"{live_stack.url}/api/v1/templates/{tiny_template['id']}/clone/"
 
     def post(token: str, body: dict) -> tuple[int, dict]:

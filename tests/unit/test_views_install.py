@@ -58,9 +58,9 @@ def test_the_api_refuses_an_install_without_a_pool_and_an_upload_without_a_file(
 
 
 def test_an_upload_for_a_host_nobody_sees_is_not_found(client, stranger, test_host):
-    from rest_framework.authtoken.models import Token
+    from webvirt.accounts.tokens import create_token
 
-    token = Token.objects.create(user=stranger).key
+    token = create_token(stranger)[1]
     response = client.post("/api/v1/uploads/", {"host": test_host.pk, "pool": "default-pool",
                                                 "file": SimpleUploadedFile("a.iso", b"x")},
                            HTTP_AUTHORIZATION=f"Token {token}")

@@ -1,12 +1,18 @@
-"""REST API for the audit trail (administrators only, read-only)."""
+"""REST API for the audit trail (administrators only, read-only) and for one's own API tokens."""
 
 from __future__ import annotations
 
-import django_filters
-from rest_framework import serializers, viewsets
+from datetime import timedelta
 
-from webvirt.accounts import policy
-from webvirt.accounts.models import AuditEntry
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from webvirt.accounts import policy, tokens
+from webvirt.accounts.models import ApiToken, AuditEntry
+from webvirt.accounts.policy import Actor
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -35,3 +41,50 @@ class AuditViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):  # type: ignore[no-untyped-def]
         policy.require_admin(self.request.user)
         return AuditEntry.objects.all()
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    expires_days = serializers.IntegerField(
+        write_only=True, required=False, allow_null=True, min_value=1, max_value=3650,
+        help_text="Days until the token stops working; leave out for a token that never expires.")
+
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created", "expires", "last_used", "expires_days"]
+        read_only_fields = ["id", "prefix", "created", "expires", "last_used"]
+        extra_kwargs = {"name": {"help_text": "What the token is for, e.g. the script that uses it."},
+                        "prefix": {"help_text": "The key's first characters, to tell tokens apart."}}
+
+
+class NewApiTokenSerializer(ApiTokenSerializer):
+    key = serializers.CharField(read_only=True, help_text="The token itself. Shown in this answer only: keep it.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "key"]
+
+
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                      viewsets.GenericViewSet):
+    """Your own API tokens: list them, create one (its key is in the answer, once), revoke one.
+
+    Everyone sees only their own tokens, administrators too; anyone else's answers 404.
+    """
+
+    serializer_class = ApiTokenSerializer
+
+    def get_queryset(self):  # type: ignore[no-untyped-def]
+        return ApiToken.objects.filter(user=self.request.user)
+
+    @extend_schema(responses={201: NewApiTokenSerializer})
+    def create(self, request: Request) -> Response:
+        data = ApiTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        days = data.validated_data.get("expires_days")
+        token, key = tokens.issue(Actor.from_request(request, "api"), request.user,
+                                  name=data.validated_data.get("name", ""),
+                                  expires_in=timedelta(days=days) if days else None)
+        token.key = key  # type: ignore[attr-defined]
+        return Response(NewApiTokenSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: ApiToken) -> None:
+        tokens.revoke(Actor.from_request(self.request, "api"), instance)

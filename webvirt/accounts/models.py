@@ -1,9 +1,12 @@
-"""The audit trail: an append-only record of every change made through webvirt."""
+"""The audit trail (an append-only record of every change made through webvirt) and API tokens."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AuditEntry(models.Model):
@@ -39,3 +42,29 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise PermissionError("Audit entries are append-only.")
+
+
+class ApiToken(models.Model):
+    """A key for scripts (`Authorization: Token <key>`), kept only as a SHA-256 digest (webvirt.accounts.tokens).
+
+    The key itself is shown once, when the token is made; `prefix` (its first characters) lets its
+    owner tell which one a script uses without the database holding anything that authenticates.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=8)
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name or 'token'} ({self.prefix}…)"
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires is not None and self.expires <= (now or timezone.now())

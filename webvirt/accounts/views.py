@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from webvirt.accounts import policy
+from webvirt.accounts import policy, tokens
 from webvirt.accounts.api import AuditFilter
-from webvirt.accounts.models import AuditEntry
-from webvirt.accounts.policy import Denied
+from webvirt.accounts.forms import ApiTokenForm
+from webvirt.accounts.models import ApiToken, AuditEntry
+from webvirt.accounts.policy import Actor, Denied
 from webvirt.ui import show_error
 
 
@@ -21,3 +26,27 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "accounts/audit.html", {"filters": filters, "page": page, "query": query.urlencode()})
+
+
+def token_list(request: HttpRequest) -> HttpResponse:
+    """The user's own API tokens, and a form for a new one whose key is shown on this answer only."""
+    form = ApiTokenForm(request.POST if request.method == "POST" else None)
+    new_key = ""
+    if form.is_valid():
+        days = form.cleaned_data["expires_days"]
+        _token, new_key = tokens.issue(Actor.from_request(request), request.user, name=form.cleaned_data["name"],
+                                       expires_in=timedelta(days=days) if days else None)
+        form = ApiTokenForm()
+    context = {"form": form, "tokens": ApiToken.objects.filter(user=request.user), "new_key": new_key}
+    response = render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
+    if new_key:
+        response["Cache-Control"] = "no-store"  # the key must not come back from a cache or the history
+    return response
+
+
+@require_POST
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)  # someone else's token: 404
+    tokens.revoke(Actor.from_request(request), token)
+    messages.success(request, f"Revoked {token}. Scripts using it are refused from now on.")
+    return redirect("tokens:list")

@@ -114,7 +114,8 @@ def _who(headers: Any) -> tuple[Any, str]:
     """The user and ticket binding of a request: API token, or session cookie from an allowed Origin."""
     from django.contrib.auth import SESSION_KEY, get_user_model
     from django.utils.module_loading import import_string
-    from rest_framework.authtoken.models import Token
+
+    from webvirt.accounts.tokens import user_for_token
 
     origin = headers.get("Origin")
     if origin is not None and not _origin_allowed(origin, headers.get("Host") or ""):
@@ -122,9 +123,7 @@ def _who(headers: Any) -> tuple[Any, str]:
     authorization = headers.get("Authorization") or ""
     if authorization.lower().startswith("token "):
         key = authorization[6:].strip()
-        token = Token.objects.select_related("user").filter(key=key).first()
-        user = token.user if token and token.user.is_active else None
-        return user, services.binding(token_key=key)
+        return user_for_token(key), services.binding(token_key=key)
     if origin is None:
         return None, ""  # a cookie without an Origin is not a browser whose page we can check
     cookies = {}

@@ -15,17 +15,15 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
-from rest_framework.authtoken.models import Token
 
 from webvirt.accounts.policy import from_trusted_proxy
 
 
 @database_sync_to_async
 def _token_user(key: str) -> Any:
-    token = Token.objects.select_related("user").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+    from webvirt.accounts.tokens import user_for_token
+
+    return user_for_token(key) or AnonymousUser()
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

@@ -1,0 +1,91 @@
+"""API tokens: random keys shown once, stored as SHA-256 digests, optionally expiring.
+
+A plain SHA-256 is enough here (no salt, no slow hash): keys are 256 random bits, so a stolen
+digest cannot be guessed back, and a slow hash would cost every API request. The REST API
+(ApiTokenAuthentication), WebSockets (events/auth.py) and the console gateway all look keys up
+through `user_for_token`/`token_for_key`, so expiry and deactivated users are honoured everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import TokenAuthentication
+
+from webvirt.accounts.audit import audited
+from webvirt.accounts.models import ApiToken
+from webvirt.accounts.policy import Actor
+
+KEY_BYTES = 32
+PREFIX_LENGTH = 8
+# last_used is written at most this often per token: a script polling every second costs no write each time.
+LAST_USED_EVERY = timedelta(minutes=1)
+MAX_KEY_LENGTH = 200  # longer is not a key of ours; not worth hashing
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_token(user: Any, *, name: str = "", expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
+    """A new token for `user` and its key: the only time the key exists outside the client."""
+    key = secrets.token_urlsafe(KEY_BYTES)
+    token = ApiToken.objects.create(user=user, name=name.strip()[:100], prefix=key[:PREFIX_LENGTH],
+                                    digest=digest(key),
+                                    expires=timezone.now() + expires_in if expires_in else None)
+    return token, key
+
+
+def token_for_key(key: str) -> ApiToken | None:
+    """The live token whose key this is (not expired, its user active), or None."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return None
+    token = ApiToken.objects.select_related("user").filter(digest=digest(key)).first()
+    now = timezone.now()
+    if token is None or token.expired(now) or not token.user.is_active:
+        return None
+    if token.last_used is None or now - token.last_used >= LAST_USED_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+        token.last_used = now
+    return token
+
+
+def user_for_token(key: str) -> Any:
+    """The user an API token key authenticates, or None (unknown, expired, or the user deactivated)."""
+    token = token_for_key(key)
+    return token.user if token is not None else None
+
+
+def issue(actor: Actor, user: Any, *, name: str = "", expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
+    """Create a token for `user`, in the audit trail."""
+    with audited(actor, "token.create") as target:
+        token, key = create_token(user, name=name, expires_in=expires_in)
+        target.set(token)
+        target.detail.append(f"for {user.get_username()}, "
+                             + (f"expires {token.expires:%Y-%m-%d %H:%M} UTC" if token.expires else "never expires"))
+    return token, key
+
+
+def revoke(actor: Actor, token: ApiToken) -> None:
+    """Delete a token (it stops working at once), in the audit trail."""
+    with audited(actor, "token.revoke", token) as target:
+        target.detail.append(f"of {token.user.get_username()}")
+        token.delete()
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>` for the REST API: DRF parses the header and answers 401 with
+    WWW-Authenticate; only the lookup is ours."""
+
+    def authenticate_credentials(self, key: str) -> tuple[Any, ApiToken]:
+        token = token_for_key(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed("The API token is unknown, revoked or expired.")
+        # The key as presented, for this request only (never saved): console tickets are bound to it.
+        token.key = key  # type: ignore[attr-defined]
+        return token.user, token
