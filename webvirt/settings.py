@@ -155,7 +155,11 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # API tokens and throttling ------------------------------------------------------------------------
-# API tokens are kept as SHA-256 digests (webvirt.accounts.tokens).
+# API tokens are kept as SHA-256 digests (webvirt.accounts.tokens). Sign-ins and API tokens are
+# refused (429) for the rest of a window once an address (or, for sign-ins, a user name) has had
+# this many failures in it; counted in Redis, so all web processes share the counts.
+WEBVIRT_THROTTLE_FAILURES = int(os.environ.get("WEBVIRT_THROTTLE_FAILURES", "10"))
+WEBVIRT_THROTTLE_WINDOW = 60  # seconds
 # --- end of API tokens and throttling -------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"

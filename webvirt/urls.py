@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from webvirt.accounts.views import ThrottledLoginView
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
-    # The API tokens page, before Django's auth routes.
+    # Our login page (429 after too many failures) and token page before Django's other auth routes.
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/tokens/", include("webvirt.accounts.token_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -15,8 +15,10 @@ from typing import Any
 
 from django.utils import timezone
 from rest_framework import exceptions
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from rest_framework.request import Request
 
+from webvirt.accounts import throttle
 from webvirt.accounts.audit import audited
 from webvirt.accounts.models import ApiToken
 from webvirt.accounts.policy import Actor
@@ -79,8 +81,28 @@ def revoke(actor: Actor, token: ApiToken) -> None:
 
 
 class ApiTokenAuthentication(TokenAuthentication):
-    """`Authorization: Token <key>` for the REST API: DRF parses the header and answers 401 with
-    WWW-Authenticate; only the lookup is ours."""
+    """`Authorization: Token <key>` for the REST API, with failures counted per client address.
+
+    DRF's TokenAuthentication parses the header and answers 401 with WWW-Authenticate; only the
+    lookup is ours. While the client's address is throttled every token is refused with 429, valid
+    or not, so that a guess that happens to be right is not told apart.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        # The Django request: asking DRF's request for .user here would start authentication again.
+        actor = Actor(user=None, address=Actor.from_request(request._request).address, via="api")
+        block = throttle.blocked(actor.address)
+        if block is not None:
+            throttle.audit(actor, "token.throttled", block)
+            raise exceptions.Throttled(wait=block.wait, detail=block.reason)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            throttle.failed(actor.address)
+            raise
 
     def authenticate_credentials(self, key: str) -> tuple[Any, ApiToken]:
         token = token_for_key(key)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib import messages
+from django.contrib.auth.views import LoginView
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webvirt.accounts import policy, tokens
+from webvirt.accounts import policy, throttle, tokens
 from webvirt.accounts.api import AuditFilter
 from webvirt.accounts.forms import ApiTokenForm
 from webvirt.accounts.models import ApiToken, AuditEntry
@@ -26,6 +28,27 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "accounts/audit.html", {"filters": filters, "page": page, "query": query.urlencode()})
+
+
+class ThrottledLoginView(LoginView):
+    """Django's login page, answering 429 while the address or user name has too many recent failures.
+
+    Failures are counted by throttle.count_failed_sign_in (Django's user_login_failed signal).
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = request.POST.get("username", "")
+        actor = Actor.from_request(request)
+        block = throttle.blocked(actor.address, username)
+        if block is None:
+            return super().post(request, *args, **kwargs)
+        throttle.audit(actor, "login.throttled", block, username)
+        messages.error(request, block.message)
+        # An unbound form: validating the posted one would check the password after all.
+        form = self.get_form_class()(request, initial={"username": username})
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(block.wait)
+        return response
 
 
 def token_list(request: HttpRequest) -> HttpResponse:
