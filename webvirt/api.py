@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -42,6 +43,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"error": exc.message, "code": "forbidden"}, status=403)
     if isinstance(exc, VirtError):
         return Response({"error": exc.message, "code": exc.kind}, status=STATUS_BY_KIND.get(exc.kind, 400))
+    if isinstance(exc, (ProtectedError, RestrictedError)):
+        # Something still refers to it (a host's templates, say): the request was fine, the state is not.
+        used_by = sorted({str(type(obj)._meta.verbose_name_plural) for obj in exc.args[1]})
+        return Response({"error": f"It is still used by {', '.join(used_by) or 'other objects'}; remove those first.",
+                         "code": errors.CONFLICT}, status=409)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_handler(exc, context)
@@ -61,7 +67,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+# No `.json` twins of the routes: the viewsets' actions take no `format` argument, so
+# `/api/v1/domains/5/start.json` answered 500; JSON is what the API speaks anyway.
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("hosts", HostViewSet, basename="host")
 router.register("domains", DomainViewSet, basename="domain")
 router.register("audit", AuditViewSet, basename="audit")
