@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from datetime import datetime
 
 import libvirt
 from django.db import close_old_connections
 from django.urls import reverse
-from lxml import etree
 
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
@@ -17,11 +18,12 @@ from webvirt.domains.services import store_snapshot
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
-from webvirt.jobs.runner import Cancelled, JobContext, JobError, job_kind, undo
+from webvirt.jobs.runner import Cancelled, JobContext, undo
 from webvirt.virt import clone as virt_clone
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
 from webvirt.virt.clone import BaseDisk
+from webvirt.virt.errors import VirtError
 
 CREATE_CONCURRENCY = 4
 # Under emulation every running guest competes for the CPU with the next start: starting them
@@ -50,35 +52,26 @@ class Cloner:
     def conn(self) -> libvirt.virConnect:
         return manager.get(self.target)
 
-    def pool_for(self, disk: BaseDisk) -> libvirt.virStoragePool:
-        pool = self.conn().storagePoolLookupByName(self.template.clone_pool or disk.pool)
-        kind = etree.fromstring(pool.XMLDesc(0).encode()).get("type")
-        if self.linked and kind not in virt_clone.FILE_POOL_TYPES:
-            raise JobError(f"Linked clones need a file-based pool (dir, fs or netfs); pool {pool.name()} is "
-                           f"'{kind}'. Make full clones, or set a file-based pool for clones on the template.")
-        return pool
-
     def make_disks(self, name: str) -> dict[str, str]:
         paths = {}
         for disk in self.disks:
-            pool = self.pool_for(disk)
+            pool, folder = virt_clone.clone_pool(self.conn(), self.template.clone_pool or disk.pool, self.linked)
             vol_name = virt_clone.volume_name(name, disk)
-            pool_path = etree.fromstring(pool.XMLDesc(0).encode()).findtext("./target/path") or ""
-            path = f"{pool_path.rstrip('/')}/{vol_name}"
-            with self.ctx.creating("volume", self.host.pk, path):
-                vol = self.make_disk(pool, vol_name, path, disk)
-            paths[disk.target] = vol.path()
+            path = f"{folder.rstrip('/')}/{vol_name}"
+            with self.ctx.creating("volume", self.host.pk, path), self.copying(path, disk):
+                paths[disk.target] = virt_clone.make_disk(self.conn(), pool, vol_name, disk, self.linked)
         return paths
 
-    def make_disk(self, pool: libvirt.virStoragePool, vol_name: str, path: str,
-                  disk: BaseDisk) -> libvirt.virStorageVol:
+    @contextmanager
+    def copying(self, path: str, disk: BaseDisk) -> Iterator[None]:
+        """Note a full copy in flight, for the progress reporter."""
         if self.linked:
-            return pool.createXML(virt_clone.overlay_xml(vol_name, disk), 0)
+            yield
+            return
         with self.lock:
             self.copy_paths[path] = disk.capacity
         try:
-            base = self.conn().storageVolLookupByPath(disk.path)
-            return pool.createXMLFrom(virt_clone.copy_xml(vol_name, disk), base, 0)
+            yield
         finally:
             with self.lock:
                 self.copy_paths.pop(path, None)
@@ -92,8 +85,8 @@ class Cloner:
         xml = virt_clone.clone_domain_xml(self.template.xml, name, uuid, paths,
                                           description=f"Clone of {self.template.name}")
         with self.ctx.creating("domain", self.host.pk, uuid):
-            dom = self.conn().defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-        store_snapshot(self.host, virt_domains.snapshot(dom))
+            snap = virt_domains.define(self.conn(), xml)
+        store_snapshot(self.host, snap)
         # A linked clone's overlay can grow to the template's full size: it counts as that much.
         gib = sum(d.capacity for d in self.disks) / 1024**3
         Domain.objects.filter(host=self.host, uuid=uuid).update(
@@ -104,21 +97,12 @@ class Cloner:
 
     def start_one(self, uuid: str) -> None:
         self.ctx.check_cancel()
-        dom = self.conn().lookupByUUIDString(uuid)
-        try:
-            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-                raise
-            dom.create()  # A driver without paused starts (the test driver) starts it running.
+        virt_domains.start(self.conn(), uuid, paused=True)
 
     def resume(self, uuid: str) -> str:
-        dom = self.conn().lookupByUUIDString(uuid)
-        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
-            dom.resume()
-        state = virt_domains.state_name(dom.state()[0])
-        store_snapshot(self.host, virt_domains.snapshot(dom))
-        return state
+        snap = virt_domains.resume_if_paused(self.conn(), uuid)
+        store_snapshot(self.host, snap)
+        return snap.state
 
     def copy_progress(self) -> float:
         """Bytes written so far by full copies in flight, as a fraction of their size."""
@@ -126,13 +110,7 @@ class Cloner:
             flight = dict(self.copy_paths)
         if not flight:
             return 0.0
-        written = 0
-        for path, _cap in flight.items():
-            try:
-                written += self.conn().storageVolLookupByPath(path).info()[2]
-            except libvirt.libvirtError:
-                continue
-        return written / max(1, sum(flight.values()))
+        return virt_clone.copied_bytes(self.conn(), list(flight)) / max(1, sum(flight.values()))
 
 
 def _run_pool(fn, items: list[str], workers: int, on_done) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -150,7 +128,6 @@ def _run_pool(fn, items: list[str], workers: int, on_done) -> dict[str, object]:
     return results
 
 
-@job_kind("clone")
 def run_clone(ctx: JobContext) -> dict:
     cloner = Cloner(ctx)
     total = len(cloner.names)
@@ -202,8 +179,8 @@ def _start_all(ctx: JobContext, cloner: Cloner, made: dict[str, str], failed: di
     for uuid in started:
         try:
             states[uuid] = cloner.resume(uuid)
-        except libvirt.libvirtError as exc:
-            states[uuid] = f"error: {exc.get_error_message()}"
+        except (libvirt.libvirtError, VirtError) as exc:
+            states[uuid] = f"error: {_message(exc)}"
     ctx.progress(99, f"{sum(1 for s in states.values() if s == 'running')} of {total} running.", force=True)
     return states
 

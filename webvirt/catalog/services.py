@@ -18,7 +18,7 @@ from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
-from webvirt.jobs.services import RETRY, create_job
+from webvirt.jobs.services import create_job
 from webvirt.virt import clone as virt_clone
 from webvirt.virt import errors
 from webvirt.virt.builder import DiskSpec, DomainSpec, domain_xml
@@ -213,7 +213,7 @@ def _check_host(template: Template) -> None:
                             errors.STATE)
 
 
-def _retry_clone(actor: Actor, params: dict) -> Job:
+def retry_clone(actor: Actor, params: dict) -> Job:
     template = Template.objects.filter(pk=params.get("template")).first()
     if template is None:
         raise VirtError("The template of that job no longer exists.", errors.NOT_FOUND)
@@ -221,9 +221,6 @@ def _retry_clone(actor: Actor, params: dict) -> Job:
     return clone_template(actor, template, CloneRequest(
         count=params["count"], name_pattern=params["name_pattern"], mode=params["mode"], start=params["start"],
         expires_at=datetime.fromisoformat(expires) if expires else None, first=params.get("first", 1)))
-
-
-RETRY["clone"] = _retry_clone
 
 
 # Expiry ------------------------------------------------------------------------------------------

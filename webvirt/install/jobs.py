@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import libvirt
 from django.urls import reverse
 from lxml import etree
 
@@ -13,7 +12,7 @@ from webvirt.domains.models import Domain
 from webvirt.domains.services import store_snapshot
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
-from webvirt.jobs.runner import JobContext, job_kind
+from webvirt.jobs.runner import JobContext
 from webvirt.virt import clone as virt_clone
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
@@ -34,7 +33,6 @@ def install_xml(p: dict, uuid: str) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
-@job_kind("install")
 def run_install(ctx: JobContext) -> dict:
     p = ctx.params
     host = Host.objects.get(pk=p["host"])
@@ -48,16 +46,15 @@ def run_install(ctx: JobContext) -> dict:
     ctx.progress(40, "Defining the machine…", force=True)
     uuid = virt_clone.new_uuid()
     with ctx.creating("domain", host.pk, uuid):
-        dom = conn.defineXMLFlags(install_xml({**p, "disk_path": path}, uuid), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    row = store_snapshot(host, virt_domains.snapshot(dom))
+        snap = virt_domains.define(conn, install_xml({**p, "disk_path": path}, uuid))
+    row = store_snapshot(host, snap)
     Domain.objects.filter(pk=row.pk).update(owner_id=p.get("owner"), job_id=ctx.job.pk,
                                             disk_gib=round(p["disk_bytes"] / 1024**3, 2))
     ctx.log(f"defined {p['name']} ({p['domain_type']}, {p['vcpus']} vCPU, {p['memory_mib']} MiB)")
     ctx.check_cancel()
 
     ctx.progress(70, "Starting it…", force=True)
-    dom.create()
-    store_snapshot(host, virt_domains.snapshot(dom))
+    store_snapshot(host, virt_domains.start(conn, uuid))
     ctx.log(f"started {p['name']}: the installation goes on in its console")
     ctx.keep({p["disk_path"], uuid})
     links = [{"label": p["name"], "url": reverse("domains:detail", args=[row.pk])}]
@@ -65,7 +62,6 @@ def run_install(ctx: JobContext) -> dict:
             "message": f"{p['name']} is running; continue the installation in its console."}
 
 
-@job_kind("upload")
 def run_upload(ctx: JobContext) -> dict:
     p = ctx.params
     source = Path(p["file"])

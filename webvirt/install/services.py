@@ -26,7 +26,7 @@ from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
-from webvirt.jobs.services import RETRY, create_job
+from webvirt.jobs.services import create_job
 from webvirt.virt import errors
 from webvirt.virt import install as virt_install
 from webvirt.virt.errors import VirtError
@@ -105,15 +105,12 @@ def start_install(actor: Actor, host: Host, req: InstallRequest) -> Job:
         return job
 
 
-def _retry_install(actor: Actor, params: dict) -> Job:
+def retry_install(actor: Actor, params: dict) -> Job:
     host = Host.objects.filter(pk=params.get("host")).first()
     if host is None:
         raise VirtError("The host of that job no longer exists.", errors.NOT_FOUND)
     fields = {k: params[k] for k in InstallRequest.__dataclass_fields__ if k in params}
     return start_install(actor, host, InstallRequest(**fields))
-
-
-RETRY["install"] = _retry_install
 
 
 def save_upload(upload: UploadedFile) -> Path:

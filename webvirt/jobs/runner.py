@@ -1,8 +1,8 @@
 """Running a job: claim it once, report progress, honour cancellation, undo what it created.
 
-The Celery task only calls `execute(job_id)`. Each kind of job is one function registered with
-`@job_kind("clone")`, taking a `JobContext`; the UI and the API create the Job row through
-`webvirt.jobs.services.start_job` and never run the work themselves.
+The Celery task only calls `execute(job_id)`. Each kind of job is one function taking a
+`JobContext`, named in `webvirt.jobs.kinds`; the UI and the API create the Job row through
+`webvirt.jobs.services.create_job` and never run the work themselves.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
+from webvirt.jobs import kinds
 from webvirt.jobs.models import Job
 from webvirt.virt.errors import VirtError
 
@@ -37,22 +37,6 @@ class Cancelled(Exception):
 
 class JobError(Exception):
     """A failure with a message for the user (the job's error)."""
-
-
-@dataclass
-class Kind:
-    run: Callable[[JobContext], dict | None]
-
-
-REGISTRY: dict[str, Kind] = {}
-
-
-def job_kind(name: str) -> Callable[[Callable[[JobContext], dict | None]], Callable[[JobContext], dict | None]]:
-    def register(fn: Callable[[JobContext], dict | None]) -> Callable[[JobContext], dict | None]:
-        REGISTRY[name] = Kind(run=fn)
-        return fn
-
-    return register
 
 
 class JobContext:
@@ -168,11 +152,11 @@ def execute(job_id: int) -> str | None:
 
 
 def _run(ctx: JobContext) -> tuple[str, str, dict]:
-    kind = REGISTRY.get(ctx.job.kind)
-    if kind is None:
+    run = kinds.runner(ctx.job.kind)
+    if run is None:
         return Job.FAILED, f"This worker does not know jobs of kind '{ctx.job.kind}'.", {}
     try:
-        result = kind.run(ctx) or {}
+        result = run(ctx) or {}
     except Cancelled:
         return Job.CANCELLED, "", {}
     except (JobError, VirtError) as exc:

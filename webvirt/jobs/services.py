@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -11,12 +9,10 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.hosts.models import Host
+from webvirt.jobs import kinds
 from webvirt.jobs.models import Job
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
-
-# kind -> function that starts a new job from an old job's params (re-checking everything).
-RETRY: dict[str, Callable[[Actor, dict], Job]] = {}
 
 
 def create_job(actor: Actor, kind: str, title: str, *, params: dict, host: Host | None = None,
@@ -55,7 +51,7 @@ def retry_job(actor: Actor, job: Job) -> Job:
     policy.require(actor.user, policy.CHANGE, job)
     if job.is_active:
         raise VirtError(f"Job #{job.pk} is still {job.get_state_display()}.", errors.STATE)
-    starter = RETRY.get(job.kind)
+    starter = kinds.retrier(job.kind)
     if starter is None:
         raise VirtError(f"Jobs of kind '{job.kind}' cannot be retried.", errors.INVALID)
     return starter(actor, job.params)

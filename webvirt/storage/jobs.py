@@ -15,13 +15,12 @@ from django.urls import reverse
 
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
-from webvirt.jobs.runner import JobContext, job_kind
+from webvirt.jobs.runner import JobContext
 from webvirt.storage import services
 from webvirt.virt import volumes as virt_volumes
 
 
-@job_kind("volume_clone")
-def run_clone(ctx: JobContext) -> dict:
+def run_volume_clone(ctx: JobContext) -> dict:
     """Copy a volume in its pool; progress is the new volume's allocation, polled while libvirt copies."""
     p = ctx.params
     host = Host.objects.get(pk=p["host"])
@@ -55,8 +54,7 @@ def _watch_copy(ctx: JobContext, conn: libvirt.virConnect, p: dict, done: thread
         ctx.progress(min(99.0, 100 * allocation / total), f"Copied {allocation / 1024**2:,.0f} MiB.")
 
 
-@job_kind("volume_download")
-def run_download(ctx: JobContext) -> dict:
+def run_volume_download(ctx: JobContext) -> dict:
     """Stream a volume into a file under STATE_DIR/downloads, which the job's page then offers."""
     p = ctx.params
     host = Host.objects.get(pk=p["host"])

@@ -21,7 +21,7 @@ from webvirt.catalog.models import Template
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import host_call, make_id, split_id
 from webvirt.jobs.models import Job
-from webvirt.jobs.services import RETRY, create_job
+from webvirt.jobs.services import create_job
 from webvirt.virt import errors
 from webvirt.virt import storage as virt_storage
 from webvirt.virt import volumes as virt_volumes
@@ -220,16 +220,12 @@ def start_download(actor: Actor, oid: str) -> Job:
         return job
 
 
-def _retry(starter):  # type: ignore[no-untyped-def]
-    def run(actor: Actor, params: dict) -> Job:
-        oid = make_id(params["host"], params["pool_uuid"], params["name"])
-        return starter(actor, oid, params["new_name"]) if "new_name" in params else starter(actor, oid)
-
-    return run
+def retry_volume_clone(actor: Actor, params: dict) -> Job:
+    return start_clone(actor, make_id(params["host"], params["pool_uuid"], params["name"]), params["new_name"])
 
 
-RETRY["volume_clone"] = _retry(start_clone)
-RETRY["volume_download"] = _retry(start_download)
+def retry_volume_download(actor: Actor, params: dict) -> Job:
+    return start_download(actor, make_id(params["host"], params["pool_uuid"], params["name"]))
 
 
 def jobs_for(oids: list[str], kinds: tuple[str, ...] = ("volume_clone", "volume_download", "upload")) -> list[Job]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from dataclasses import asdict, dataclass
-from xml.sax.saxutils import escape
 
 import libvirt
 from lxml import etree
@@ -20,6 +19,7 @@ from webvirt.virt import errors
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
+from webvirt.virt.storagexml import Volume
 
 FILE_POOL_TYPES = {"dir", "fs", "netfs"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -48,7 +48,7 @@ def _pool_of(vol: libvirt.virStorageVol) -> libvirt.virStoragePool:
 def base_disks(conn: libvirt.virConnect, xml: str) -> list[BaseDisk]:
     """The template's writable disks, each of which must be a volume libvirt's storage knows."""
     disks = []
-    for disk in DomainXML.from_string(xml).disks:  # type: ignore[attr-defined]
+    for disk in DomainXML.from_string(xml).disks:
         if disk.device not in (None, "disk"):
             continue
         path = disk.source_file or disk.source_dev
@@ -161,6 +161,38 @@ def first_free(pattern: str, count: int, taken: set[str], limit: int = MAX_NUMBE
                             "Choose another pattern.", errors.CONFLICT)
 
 
+def clone_pool(conn: libvirt.virConnect, name: str, linked: bool) -> tuple[libvirt.virStoragePool, str]:
+    """The pool clones' disks go to, and its directory; linked clones need a file-based one."""
+    pool = conn.storagePoolLookupByName(name)
+    root = etree.fromstring(pool.XMLDesc(0).encode())
+    if linked and root.get("type") not in FILE_POOL_TYPES:
+        raise VirtError(f"Linked clones need a file-based pool (dir, fs or netfs); pool {name} is "
+                        f"'{root.get('type')}'. Make full clones, or set a file-based pool for clones on the "
+                        "template.", errors.INVALID)
+    return pool, root.findtext("./target/path") or ""
+
+
+def make_disk(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: str, disk: BaseDisk,
+              linked: bool) -> str:
+    """One clone disk: an overlay on the base, or a full copy of it (slow: libvirt copies every byte).
+    Returns its path."""
+    if linked:
+        return pool.createXML(overlay_xml(name, disk), 0).path()
+    base = conn.storageVolLookupByPath(disk.path)
+    return pool.createXMLFrom(copy_xml(name, disk), base, 0).path()
+
+
+def copied_bytes(conn: libvirt.virConnect, paths: list[str]) -> int:
+    """How much of the full copies at `paths` libvirt has written so far (the progress of a copy)."""
+    written = 0
+    for path in paths:
+        try:
+            written += conn.storageVolLookupByPath(path).info()[2]
+        except libvirt.libvirtError:
+            continue  # not visible yet
+    return written
+
+
 def taken_volumes(conn: libvirt.virConnect, disks: list[BaseDisk], clone_pool: str, names: list[str]) -> list[str]:
     """The volumes that clones `names` would make which already exist: a job must never be
     started over them (its undo could otherwise be taken to own them)."""
@@ -182,17 +214,13 @@ def volume_name(clone: str, disk: BaseDisk) -> str:
 
 def overlay_xml(name: str, disk: BaseDisk) -> str:
     """A qcow2 volume backed by the base disk: a linked clone's disk."""
-    return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{disk.capacity}</capacity>"
-            f"<allocation>0</allocation><target><format type='qcow2'/><compat>1.1</compat>"
-            f"<permissions><mode>0600</mode></permissions></target>"
-            f"<backingStore><path>{escape(disk.path)}</path><format type='{escape(disk.format)}'/></backingStore>"
-            f"</volume>")
+    return Volume.new(name=name, capacity=disk.capacity, allocation=0, format="qcow2", compat="1.1",
+                      permissions_mode="0600", backing_path=disk.path, backing_format=disk.format).to_string()
 
 
 def copy_xml(name: str, disk: BaseDisk) -> str:
     """A full copy's volume, in qcow2 (compat 1.1) whatever the base's format."""
-    return (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{disk.capacity}</capacity>"
-            f"<target><format type='qcow2'/><compat>1.1</compat></target></volume>")
+    return Volume.new(name=name, capacity=disk.capacity, format="qcow2", compat="1.1").to_string()
 
 
 def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[str, str],
