@@ -101,11 +101,12 @@ def client_for(user):  # type: ignore[no-untyped-def]
 
 def api_for(user):  # type: ignore[no-untyped-def]
     """An API client authenticating as `user` with a token, the way scripts do."""
-    from rest_framework.authtoken.models import Token
     from rest_framework.test import APIClient
 
+    from webvirt.accounts.tokens import create_token
+
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user)[1]}")
     return client
 
 
