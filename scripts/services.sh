@@ -37,7 +37,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="$ROOT/.state"
-mkdir -p "$STATE"
+# .state holds the secret keys, the database and decrypted host keys: its owner's alone. The
+# umask 077 is kept to what writes into it (not libvirtd or PostgreSQL, which this also starts).
+(umask 077 && mkdir -p "$STATE")
+if [[ -O "$STATE" ]]; then chmod 700 "$STATE"; fi
 
 TEST=0
 for arg in "$@"; do
@@ -134,9 +137,10 @@ else
         else
             rm -f "$sock" "$pidfile"
             log "starting a private Redis on $sock"
-            redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 \
+            # umask 077: its log and pid files are the owner's only, like the socket.
+            (umask 077 && redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 \
                 --save "" --appendonly no --daemonize yes \
-                --pidfile "$pidfile" --logfile "$STATE/redis.log" --dir "$STATE" >/dev/null
+                --pidfile "$pidfile" --logfile "$STATE/redis.log" --dir "$STATE" >/dev/null)
             wait_for 10 "the private Redis (see $STATE/redis.log)" redis_ping
         fi
     fi
@@ -192,9 +196,12 @@ if ((TEST)); then
 fi
 
 # --- hand the environment over ----------------------------------------------------------------
-{
-    echo "# Written by scripts/services.sh on every run; source it: . .state/env"
-    printf "export REDIS_URL=%q\n" "$REDIS_URL"
-} >"$STATE/env.tmp"
+(
+    umask 077  # before the file is opened: the redirection below is inside this subshell
+    {
+        echo "# Written by scripts/services.sh on every run; source it: . .state/env"
+        printf "export REDIS_URL=%q\n" "$REDIS_URL"
+    } >"$STATE/env.tmp"
+)
 mv "$STATE/env.tmp" "$STATE/env"
 grep '^export ' "$STATE/env"

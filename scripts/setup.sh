@@ -23,7 +23,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STAMPS="$ROOT/.state/stamps"
-mkdir -p "$STAMPS"
+# .state will hold the secret keys, the database and decrypted host keys: its owner's alone
+# (a .state owned by someone else is theirs to set up).
+(umask 077 && mkdir -p "$STAMPS")
+if [[ -O "$ROOT/.state" ]]; then chmod 700 "$ROOT/.state"; fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }

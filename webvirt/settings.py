@@ -8,7 +8,23 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("WEBVIRT_STATE_DIR", BASE_DIR / ".state"))
-STATE_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _private_dir(path: Path) -> None:
+    """Make `path` a folder only its owner can enter: it holds the keys, the database and uploads."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.geteuid():  # a folder someone else owns is theirs to set up
+        path.chmod(0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create `path` readable by its owner only (or make an existing one so), before anything writes to it."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o600)
+
+
+_private_dir(STATE_DIR)
 # Large uploads are spooled where their upload job keeps them, so keeping one is a rename, not a
 # second copy (webvirt.install.services.save_upload).
 FILE_UPLOAD_TEMP_DIR = str(STATE_DIR / "uploads")
@@ -29,8 +45,18 @@ def _persistent_secret(name: str, env: str) -> str:
         return os.environ[env]
     path = STATE_DIR / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        # Written 0600 from the first byte (never readable by others, not even briefly), under a
+        # temporary name and linked into place, so that web and worker starting together agree on one.
+        spare = path.with_name(f".{name}.{os.getpid()}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48))
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass  # another process made it first; use theirs
+        finally:
+            spare.unlink()
     return path.read_text().strip()
 
 
@@ -43,6 +69,30 @@ ALLOWED_HOSTS = os.environ.get("WEBVIRT_ALLOWED_HOSTS", "127.0.0.1,localhost,tes
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("WEBVIRT_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 # Reverse proxies whose X-Forwarded-For is believed (for the audit trail's client address).
 WEBVIRT_TRUSTED_PROXIES = [a for a in os.environ.get("WEBVIRT_TRUSTED_PROXIES", "").split(",") if a]
+
+# --- Production hardening ------------------------------------------------------------------------
+# WEBVIRT_HTTPS=1: the site is reached over HTTPS only (directly or through a TLS proxy). Cookies
+# are then never sent over plain HTTP, and browsers are told (HSTS) to use HTTPS for a year.
+WEBVIRT_HTTPS = _env_bool("WEBVIRT_HTTPS")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = WEBVIRT_HTTPS
+SESSION_COOKIE_HTTPONLY = True  # scripts never need the session cookie
+if WEBVIRT_TRUSTED_PROXIES:
+    # Behind a proxy that terminates TLS, the request reaching us is HTTP; the proxy says it was
+    # HTTPS. Believed only when proxies are configured (the proxy must set, not pass on, the header).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS goes out only on secure requests (SecurityMiddleware), so a plain-HTTP development server
+# never pins a browser to HTTPS; subdomains are left alone unless asked, as they may not serve HTTPS.
+_hsts = WEBVIRT_HTTPS or bool(WEBVIRT_TRUSTED_PROXIES)
+SECURE_HSTS_SECONDS = int(os.environ.get("WEBVIRT_HSTS_SECONDS", "31536000")) if _hsts else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("WEBVIRT_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# No page is meant to be framed (the console's own window is a window, not an iframe): no clickjacking.
+X_FRAME_OPTIONS = "DENY"
+# Request bodies (webvirt.bodylimit, before anything reads them): small everywhere (the largest
+# ordinary request is a 1 MiB XML edit), large only for administrators on the upload routes.
+WEBVIRT_MAX_BODY_BYTES = int(os.environ.get("WEBVIRT_MAX_BODY_BYTES", str(2 * 1024**2)))
+WEBVIRT_MAX_UPLOAD_BYTES = int(os.environ.get("WEBVIRT_MAX_UPLOAD_BYTES", str(64 * 1024**3)))
+# --- end of production hardening -----------------------------------------------------------------
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -108,6 +158,11 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 20, "timeout": 10}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    if DATABASES["default"]["NAME"] not in ("", ":memory:") and Path(DATABASES["default"]["NAME"]).parent.is_dir():
+        # SQLite would create the database with the process's umask (often world-readable); made
+        # here first as 0600 (an empty file is an empty database), and SQLite gives its -wal and
+        # -shm files the database's own mode.
+        _private_file(Path(DATABASES["default"]["NAME"]))
     # WAL lets the web process read while a worker writes; the timeout rides out short locks.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
