@@ -15,12 +15,14 @@ if os.environ.get("WEBVIRT_SERVE_STATIC", "1") == "1":
 # Imported after Django is set up: consumers import models.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from webvirt.bodylimit import BodyLimit  # noqa: E402
 from webvirt.consoles.consumers import ConsoleRouter  # noqa: E402
 from webvirt.events.auth import WebSocketAuth  # noqa: E402
 from webvirt.events.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
-    "http": django_asgi,
+    # Outermost, so that an oversized body is refused before Django spools it to disk.
+    "http": BodyLimit(django_asgi),
     # Console sockets are plain ASGI apps (no per-frame Channels overhead) behind the same auth.
     "websocket": WebSocketAuth(ConsoleRouter(URLRouter(websocket_urlpatterns))),
 })
