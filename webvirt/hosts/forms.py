@@ -42,7 +42,9 @@ class HostForm(forms.Form):
         else:
             for field, present in (("password", host.has_password), ("ssh_key", host.has_ssh_key)):
                 if present:
-                    self.fields[field].help_text = "A value is stored. Leave empty to keep it."
+                    # A stored secret is only ever sent to the URI it was given for (services.update_host).
+                    self.fields[field].help_text = ("A value is stored. Leave empty to keep it. Enter it again "
+                                                    "if you change the URI.")
 
     def to_data(self) -> HostData:
         return HostData(**{k: v for k, v in self.cleaned_data.items() if k in HostData.__dataclass_fields__})

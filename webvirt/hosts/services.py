@@ -38,11 +38,35 @@ class HostData:
     clear_credentials: bool = False
 
 
+def uri_changes(host: Host | None, data: HostData) -> bool:
+    return host is not None and data.uri.strip() != host.uri.strip()
+
+
+def _require_credentials_again(host: Host, data: HostData) -> None:
+    """A stored password or key was given for one address; a new URI must not receive it unasked.
+
+    Otherwise anyone allowed to edit a host could point it at a server of their own and collect the
+    credential from the connection test.
+    """
+    if not uri_changes(host, data) or data.clear_credentials:
+        return
+    missing = [what for what, stored, given in (("password", host.has_password, data.password),
+                                                 ("private key", host.has_ssh_key, data.ssh_key))
+               if stored and not given]
+    if missing:
+        ones = "one is" if len(missing) == 1 else "ones are"
+        raise VirtError(f"Enter the {' and the '.join(missing)} again when you change the URI: "
+                        f"the stored {ones} not sent to a new address.", errors.INVALID)
+
+
 def check_connection(data: HostData, host: Host | None = None) -> dict:
     """Open a fresh connection with the given settings and read the host's facts, or raise VirtError."""
     check_uri(data.uri)
-    password = data.password or ("" if data.clear_credentials or host is None else host.target().password)
-    ssh_key = data.ssh_key or ("" if data.clear_credentials or host is None else host.target().ssh_key)
+    # Stored secrets go only to the address they were given for (see _require_credentials_again).
+    keep = host is not None and not data.clear_credentials and not uri_changes(host, data)
+    stored = host.target() if keep and host is not None else None
+    password = data.password or (stored.password if stored else "")
+    ssh_key = data.ssh_key or (stored.ssh_key if stored else "")
     probe = Target(key=f"probe-{id(data)}", uri=data.uri.strip(), name=data.name, username=data.username,
                    password=password, ssh_key=ssh_key)
     try:
@@ -105,6 +129,7 @@ def update_host(actor: Actor, host: Host, data: HostData) -> Host:
     with audited(actor, "host.update", host) as target:
         policy.require(actor.user, policy.CHANGE, host)
         _check_name(data, host)
+        _require_credentials_again(host, data)
         facts = check_connection(data, host)
         old_uri = host.uri
         _apply(host, data, facts)
