@@ -21,10 +21,20 @@ SECURITY_NONE = 1
 SECURITY_VNC = 2
 
 
+def _not_an_option(value: str, what: str) -> str:
+    """Refuse a name ssh would read as an option (`-oProxyCommand=...` runs a command here)."""
+    if not value or value.startswith("-"):
+        raise VirtError(f"The {what} '{value}' cannot be used for an SSH tunnel: a name must not be empty or "
+                        "start with '-'. Correct the host's URI.", errors.INVALID)
+    return value
+
+
 def ssh_command(host: Host, endpoint: VncEndpoint) -> list[str]:
     """`ssh -W` forwards one TCP connection through the host's SSH server, with the host's stored key."""
     from webvirt.hosts.connections import manager
 
+    target = _not_an_option(endpoint.ssh_target, "SSH destination")
+    forward = f"{_not_an_option(endpoint.host, 'VNC address')}:{endpoint.port}"
     command = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "ExitOnForwardFailure=yes"]
     if host.has_ssh_key:
         # The connection manager keeps the decrypted key in a 0600 file for libvirt's own ssh transport.
@@ -37,7 +47,8 @@ def ssh_command(host: Host, endpoint: VncEndpoint) -> list[str]:
         command += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
     if endpoint.ssh_port:
         command += ["-p", str(endpoint.ssh_port)]
-    return [*command, "-W", f"{endpoint.host}:{endpoint.port}", endpoint.ssh_target]
+    # "--" ends the options: whatever the URI says, the destination is never read as one.
+    return [*command, "-W", forward, "--", target]
 
 
 async def open_ssh_tunnel(host: Host, endpoint: VncEndpoint) -> tuple[Any, Any, bytes]:
