@@ -40,4 +40,5 @@ RUN WEBVIRT_SECRET_KEY=collectstatic-only WEBVIRT_ENCRYPTION_KEY=collectstatic-o
 USER webvirt
 EXPOSE 8000
 CMD ["uvicorn", "webvirt.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--ws", "websockets", "--ws-per-message-deflate", "false"]
+     "--ws", "websockets", "--ws-per-message-deflate", "false", \
+     "--no-proxy-headers"]

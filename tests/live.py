@@ -75,11 +75,14 @@ class Process:
         return code
 
 
-def start_web(log_dir: Path) -> tuple[Process, str]:
+def start_web(log_dir: Path, **env: str) -> tuple[Process, str]:
+    """uvicorn as the Procfile runs it: without its own proxy-header handling (which would believe
+    X-Forwarded-For from 127.0.0.1), so that only WEBVIRT_TRUSTED_PROXIES decides."""
     port = free_port()
     web = Process("web", [str(ROOT / ".venv/bin/uvicorn"), "webvirt.asgi:application", "--host", "127.0.0.1",
                           "--port", str(port), "--ws", "websockets", "--ws-per-message-deflate", "false",
-                          "--log-level", "warning", "--timeout-graceful-shutdown", "2"], log_dir)
+                          "--no-proxy-headers", "--log-level", "warning", "--timeout-graceful-shutdown", "2"],
+                  log_dir, **env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

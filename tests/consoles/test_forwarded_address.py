@@ -5,14 +5,13 @@ when that peer is one of WEBVIRT_TRUSTED_PROXIES is X-Forwarded-For believed, an
 entry, the one our proxy appended. The console sockets are opened on a real web server (uvicorn)
 and a real console gateway (websockify), both told to trust 127.0.0.2 as their proxy; the client
 connects from 127.0.0.2 (the "proxy") or 127.0.0.3 (anyone else). uvicorn's own proxy-header
-handling trusts 127.0.0.1 only, so it leaves both alone.
+handling is off (--no-proxy-headers, as in the Procfile), so a client on 127.0.0.1 cannot use it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -67,26 +66,9 @@ def test_http_requests_and_sockets_share_the_rule(settings):  # type: ignore[no-
 
 # Real servers ------------------------------------------------------------------------------------
 
-def start_web(log_dir) -> tuple[live.Process, str]:  # type: ignore[no-untyped-def]
-    """uvicorn as tests/live.py starts it, trusting PROXY."""
-    port = live.free_port()
-    web = live.Process("web-proxied", [str(live.ROOT / ".venv/bin/uvicorn"), "webvirt.asgi:application",
-                                       "--host", "127.0.0.1", "--port", str(port), "--ws", "websockets",
-                                       "--log-level", "warning"], log_dir, WEBVIRT_TRUSTED_PROXIES=PROXY)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/accounts/login/", timeout=2)
-            return web, url
-        except OSError:
-            assert web.proc.poll() is None and time.monotonic() < deadline, web.output()
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def web(transactional_db, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    process, url = start_web(tmp_path)
+    process, url = live.start_web(tmp_path, WEBVIRT_TRUSTED_PROXIES=PROXY)
     yield url.replace("http://", "ws://")
     process.stop()
 
@@ -148,7 +130,9 @@ def test_the_console_proxy_records_the_peer_not_a_forged_address(  # type: ignor
 
     assert open_console(url(), api, ANYONE, FORGED) == GREETING
     assert open_console(url(), api, PROXY, f"{FORGED}, 203.0.113.7") == GREETING
-    assert opened_from("ws") == [ANYONE, "203.0.113.7"]
+    # uvicorn's own proxy-header handling (off, as in the Procfile) would believe 127.0.0.1.
+    assert open_console(url(), api, "127.0.0.1", FORGED) == GREETING
+    assert opened_from("ws") == [ANYONE, "203.0.113.7", "127.0.0.1"]
 
 
 @pytest.mark.django_db(transaction=True)
