@@ -37,10 +37,11 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="$ROOT/.state"
-# .state holds the secret keys, the database and decrypted host keys: its owner's alone. The
-# umask 077 is kept to what writes into it (not libvirtd or PostgreSQL, which this also starts).
+# .state holds the secret keys, the database and decrypted host keys: nobody else may list or read
+# it (0711: QEMU may pass through to the test guest's image, as scripts/setup.sh says). The umask
+# 077 is kept to what writes into it (not libvirtd or PostgreSQL, which this also starts).
 (umask 077 && mkdir -p "$STATE")
-if [[ -O "$STATE" ]]; then chmod 700 "$STATE"; fi
+if [[ -O "$STATE" ]]; then chmod 711 "$STATE"; fi
 
 TEST=0
 for arg in "$@"; do

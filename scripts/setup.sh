@@ -23,10 +23,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STAMPS="$ROOT/.state/stamps"
-# .state will hold the secret keys, the database and decrypted host keys: its owner's alone
-# (a .state owned by someone else is theirs to set up).
+# .state will hold the secret keys, the database and decrypted host keys: nobody else may list or
+# read it (0711: QEMU may still pass through to the test guest's image in .state/guest; every
+# secret in it is 0600 or in a 0700 folder itself). A .state owned by someone else is theirs to set up.
 (umask 077 && mkdir -p "$STAMPS")
-if [[ -O "$ROOT/.state" ]]; then chmod 700 "$ROOT/.state"; fi
+if [[ -O "$ROOT/.state" ]]; then chmod 711 "$ROOT/.state"; fi
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }

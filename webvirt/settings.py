@@ -10,11 +10,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("WEBVIRT_STATE_DIR", BASE_DIR / ".state"))
 
 
-def _private_dir(path: Path) -> None:
-    """Make `path` a folder only its owner can enter: it holds the keys, the database and uploads."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _private_dir(path: Path, mode: int = 0o700) -> None:
+    """Make `path` a folder whose contents only its owner can list or read."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
     if path.stat().st_uid == os.geteuid():  # a folder someone else owns is theirs to set up
-        path.chmod(0o700)
+        path.chmod(mode)
 
 
 def _private_file(path: Path) -> None:
@@ -24,7 +24,10 @@ def _private_file(path: Path) -> None:
         path.chmod(0o600)
 
 
-_private_dir(STATE_DIR)
+# 0711: nobody else may list or read it, but other users may pass through to a path they are given
+# (QEMU, as its own user, reads the test guest's image under .state/guest). Everything secret in it
+# has its own 0600 file or 0700 folder: the keys, the database, keys/, uploads/, downloads/.
+_private_dir(STATE_DIR, 0o711)
 # Large uploads are spooled where their upload job keeps them, so keeping one is a rename, not a
 # second copy (webvirt.install.services.save_upload).
 FILE_UPLOAD_TEMP_DIR = str(STATE_DIR / "uploads")

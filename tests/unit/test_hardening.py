@@ -21,6 +21,10 @@ CLEARED = ("WEBVIRT_SECRET_KEY", "WEBVIRT_ENCRYPTION_KEY", "DATABASE_URL", "WEBV
            "WEBVIRT_HSTS_SECONDS", "WEBVIRT_HSTS_INCLUDE_SUBDOMAINS")
 
 
+# Nobody else may list or read the state folder; QEMU may pass through it to the test guest's image.
+STATE_MODE = 0o711
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -53,7 +57,7 @@ print(oct(os.stat(settings.STATE_DIR / "db.sqlite3-wal").st_mode & 0o777),
 def test_a_new_state_folder_its_keys_and_database_are_the_owners_only(tmp_path):
     state = tmp_path / "state"
     keys, wal_modes = python(WRITE, state, setup=False).splitlines()
-    assert mode(state) == 0o700
+    assert mode(state) == STATE_MODE
     assert mode(state / "uploads") == 0o700
     for name in ("secret_key", "encryption_key", "db.sqlite3"):
         assert mode(state / name) == 0o600, name
@@ -72,7 +76,7 @@ def test_an_existing_state_folder_and_database_are_made_private(tmp_path):
     (state / "db.sqlite3").chmod(0o644)
     (state / "secret_key").write_text("kept-as-it-is")
     python("settings.SECRET_KEY", state, setup=False)
-    assert mode(state) == 0o700
+    assert mode(state) == STATE_MODE
     assert mode(state / "db.sqlite3") == 0o600
     assert (state / "secret_key").read_text() == "kept-as-it-is"
 
@@ -94,7 +98,7 @@ def test_setup_makes_the_state_folder_private(tmp_path, existing):  # type: igno
                             env={**os.environ, "PYTHON": "/nonexistent/python3", "WEBVIRT_SKIP_APT": "1"},
                             preexec_fn=lambda: os.umask(0o022))
     assert result.returncode == 1 and "/nonexistent/python3 not found" in result.stderr
-    assert mode(root / ".state") == 0o700
+    assert mode(root / ".state") == STATE_MODE
     assert mode(root / ".state" / "stamps") == 0o700
 
 
@@ -111,7 +115,7 @@ def test_services_makes_the_state_folder_private(tmp_path):
     result = subprocess.run([shutil.which("bash") or "/bin/bash", str(script)], capture_output=True, text=True,
                             timeout=60, env={"PATH": str(tools)}, preexec_fn=lambda: os.umask(0o022))
     assert result.returncode == 1 and "libvirtd not found" in result.stderr
-    assert mode(root / ".state") == 0o700
+    assert mode(root / ".state") == STATE_MODE
 
 
 # HTTPS -------------------------------------------------------------------------------------------------------
