@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from xml.sax.saxutils import quoteattr
 
-from lxml import etree
+from webvirt.virt.domainxml import Boot, Console, Disk, Domain, Graphics, Input, Interface, Serial, Video
 
 
 @dataclass
@@ -32,28 +31,28 @@ class DomainSpec:
     description: str = ""
 
 
-def _disk(spec: DiskSpec) -> str:
-    readonly = "<readonly/>" if spec.readonly or spec.device == "cdrom" else ""
-    return (f"<disk type='file' device={quoteattr(spec.device)}><driver name='qemu' type={quoteattr(spec.format)}/>"
-            f"<source file={quoteattr(spec.path)}/><target dev={quoteattr(spec.target)} bus={quoteattr(spec.bus)}/>"
-            f"{readonly}</disk>")
+def _add_disk(doc: Domain, spec: DiskSpec) -> None:
+    doc.add_device(Disk, type="file", device=spec.device, driver_name="qemu", driver_type=spec.format,
+                   source_file=spec.path, target_dev=spec.target, target_bus=spec.bus,
+                   readonly=spec.readonly or spec.device == "cdrom")
 
 
 def domain_xml(spec: DomainSpec) -> str:
-    disks = "".join(_disk(d) for d in spec.disks)
-    boot = "".join(f"<boot dev={quoteattr(dev)}/>" for dev in spec.boot)
-    nic = (f"<interface type='network'><source network={quoteattr(spec.network)}/><model type='virtio'/></interface>"
-           if spec.network else "")
-    graphics = (f"<graphics type={quoteattr(spec.graphics)} autoport='yes' listen='127.0.0.1'/>"
-                "<video><model type='vga'/></video>" if spec.graphics in ("vnc", "spice") else "")
-    xml = (f"<domain type={quoteattr(spec.domain_type)}><name></name><memory unit='MiB'>{spec.memory_mib}</memory>"
-           f"<vcpu>{spec.vcpus}</vcpu><os><type arch={quoteattr(spec.arch)} machine='pc'>hvm</type>{boot}</os>"
-           "<features><acpi/><apic/></features><clock offset='utc'/>"
-           "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>"
-           f"<devices>{disks}{nic}{graphics}<serial type='pty'/><console type='pty'/>"
-           "<input type='tablet' bus='usb'/></devices></domain>")
-    root = etree.fromstring(xml.encode())
-    root.find("./name").text = spec.name  # set as text, so any name is escaped correctly
+    doc = Domain.new(type=spec.domain_type, name=spec.name, memory_mib=spec.memory_mib, vcpus=spec.vcpus,
+                     arch=spec.arch, machine="pc", os_type="hvm")
+    for dev in spec.boot:
+        doc.add(Boot, "./os", dev=dev)
+    doc.set(acpi=True, apic=True, clock_offset="utc", on_poweroff="destroy", on_reboot="restart", on_crash="destroy")
+    for disk in spec.disks:
+        _add_disk(doc, disk)
+    if spec.network:
+        doc.add_device(Interface, type="network", source_network=spec.network, model="virtio")
+    if spec.graphics in ("vnc", "spice"):
+        doc.add_device(Graphics, type=spec.graphics, autoport=True, listen="127.0.0.1")
+        doc.add_device(Video, model="vga")
+    doc.add_device(Serial, type="pty")
+    doc.add_device(Console, type="pty")
+    doc.add_device(Input, type="tablet", bus="usb")
     if spec.description:
-        etree.SubElement(root, "description").text = spec.description
-    return etree.tostring(root, encoding="unicode")
+        doc.description = spec.description
+    return doc.to_string()

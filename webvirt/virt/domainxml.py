@@ -1,18 +1,21 @@
-"""<domain> XML: the parts webvirt shows and edits. Mirrors libvirt's element tree."""
+"""<domain> XML: the parts webvirt shows, edits and writes. Mirrors libvirt's element tree."""
 
 from __future__ import annotations
 
-from webvirt.virt.xmlobj import XMLObject, XMLProperty
+import builtins
+from typing import Any
 
-_UNIT_TO_KIB = {"b": 1 / 1024, "bytes": 1 / 1024, "k": 1, "kib": 1, "kb": 1000 / 1024, "m": 1024, "mib": 1024,
-                "mb": 1000**2 / 1024, "g": 1024**2, "gib": 1024**2, "gb": 1000**3 / 1024, "t": 1024**3,
-                "tib": 1024**3}
+from webvirt.virt.xmlobj import X, XMLFlag, XMLObject, XMLProperty, size_bytes
+
+MIB = 1024 * 1024
 
 
 class Disk(XMLObject):
     tag = "disk"
+    child_order = ("driver", "source", "backingStore", "target")
     type = XMLProperty[str]("@type")
     device = XMLProperty[str]("@device")
+    driver_name = XMLProperty[str]("./driver/@name")
     driver_type = XMLProperty[str]("./driver/@type")
     source_file = XMLProperty[str]("./source/@file")
     source_dev = XMLProperty[str]("./source/@dev")
@@ -22,6 +25,7 @@ class Disk(XMLObject):
     target_bus = XMLProperty[str]("./target/@bus")
     tray = XMLProperty[str]("./target/@tray")  # live XML only: "open" or "closed"
     alias = XMLProperty[str]("./alias/@name")  # live XML only: QEMU's device id
+    readonly = XMLFlag("./readonly")
 
     @property
     def source(self) -> str:
@@ -31,7 +35,13 @@ class Disk(XMLObject):
 
     @property
     def is_readonly(self) -> bool:
-        return self.node.find("./readonly") is not None
+        return bool(self.readonly)
+
+    def set_media(self, path: str) -> None:
+        """Put the file at `path` into this CD-ROM, or eject its medium when `path` is empty."""
+        self.remove("./source")  # the whole element: its other attributes belong to the old medium
+        if path:
+            self.source_file = path
 
 
 class Interface(XMLObject):
@@ -63,6 +73,36 @@ class Graphics(XMLObject):
         return self.node.get("passwd") is not None
 
 
+class Video(XMLObject):
+    tag = "video"
+    model = XMLProperty[str]("./model/@type")
+
+
+class CharDevice(XMLObject):
+    """A serial port or a console: a character device of some type (pty, unix...)."""
+
+    type = XMLProperty[str]("@type")
+
+
+class Serial(CharDevice):
+    tag = "serial"
+
+
+class Console(CharDevice):
+    tag = "console"
+
+
+class Input(XMLObject):
+    tag = "input"
+    type = XMLProperty[str]("@type")
+    bus = XMLProperty[str]("@bus")
+
+
+class Boot(XMLObject):
+    tag = "boot"
+    dev = XMLProperty[str]("@dev")
+
+
 class Domain(XMLObject):
     tag = "domain"
     type = XMLProperty[str]("@type")
@@ -75,14 +115,26 @@ class Domain(XMLObject):
     machine = XMLProperty[str]("./os/type/@machine")
     os_type = XMLProperty[str]("./os/type")
     emulator = XMLProperty[str]("./devices/emulator")
+    acpi = XMLFlag("./features/acpi")
+    apic = XMLFlag("./features/apic")
+    clock_offset = XMLProperty[str]("./clock/@offset")
+    on_poweroff = XMLProperty[str]("./on_poweroff")
+    on_reboot = XMLProperty[str]("./on_reboot")
+    on_crash = XMLProperty[str]("./on_crash")
 
     @property
     def memory_mib(self) -> int:
-        node = self.node.find("./memory")
-        if node is None or not (node.text or "").strip():
-            return 0
-        unit = (node.get("unit") or "KiB").lower()
-        return int(int(node.text.strip()) * _UNIT_TO_KIB.get(unit, 1) // 1024)
+        return size_bytes(self.node.find("./memory"), default_unit="KiB") // MIB
+
+    @memory_mib.setter
+    def memory_mib(self, value: int) -> None:
+        node = self.element("./memory")
+        node.set("unit", "MiB")
+        node.text = str(value)
+
+    def add_device(self, cls: builtins.type[X], **values: Any) -> X:  # in this class, `type` is <domain type=>
+        """A new device (a Disk, an Interface...) at the end of <devices>."""
+        return self.add(cls, "./devices", **values)
 
     @property
     def disks(self) -> list[Disk]:

@@ -2,12 +2,13 @@
 
 `XMLProperty("./memory", kind=int)` maps an element's text or an attribute to a Python attribute;
 setting None removes it. Everything the classes do not model survives a round trip untouched,
-because the object only ever edits the parsed tree it was given.
+because the object only ever edits the parsed tree it was given. New XML is made the same way:
+`Volume.new(name=..., format="qcow2")` sets properties on an empty element, creating what they need.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from lxml import etree
 
@@ -39,6 +40,7 @@ def parse(text: str | bytes) -> etree._Element:
 
 
 T = TypeVar("T")
+X = TypeVar("X", bound="XMLObject")
 
 
 class XMLProperty(Generic[T]):
@@ -73,8 +75,8 @@ class XMLProperty(Generic[T]):
         return raw
 
     def __set__(self, obj: XMLObject, value: Any) -> None:
-        node = obj.node.find(self.element_path)
         if value is None:
+            node = obj.node.find(self.element_path)
             if node is not None:
                 if self.attribute:
                     node.attrib.pop(self.attribute, None)
@@ -83,36 +85,105 @@ class XMLProperty(Generic[T]):
             return
         if self.kind is bool:
             value = "yes" if value else "no"
-        if node is None:
-            node = _make_path(obj.node, self.element_path)
+        node = obj.element(self.element_path)
         if self.attribute:
             node.set(self.attribute, str(value))
         else:
             node.text = str(value)
 
 
-def _make_path(root: etree._Element, path: str) -> etree._Element:
-    node = root
-    for part in path.strip("./").split("/"):
-        child = node.find(part)
-        node = child if child is not None else etree.SubElement(node, part)
-    return node
+class XMLFlag:
+    """An empty element whose presence means yes, such as `<readonly/>` or `<features><acpi/>`.
+
+    Setting True adds it, False or None removes it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __get__(self, obj: XMLObject | None, owner: type) -> Any:
+        return self if obj is None else obj.node.find(self.path) is not None
+
+    def __set__(self, obj: XMLObject, value: bool | None) -> None:
+        if value:
+            obj.element(self.path)
+        else:
+            obj.remove(self.path)
+
+
+# libvirt's scaled integers (<memory unit='MiB'>, <capacity unit='G'>): the size of each unit in bytes.
+SIZE_UNITS = {"b": 1, "bytes": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
+              "g": 1024**3, "gib": 1024**3, "gb": 1000**3, "t": 1024**4, "tib": 1024**4}
+
+
+def size_bytes(node: etree._Element | None, default_unit: str = "bytes") -> int:
+    """A scaled integer element in bytes (0 when missing or not a number); an unknown unit counts as the default."""
+    if node is None:
+        return 0
+    try:
+        value = int((node.text or "").strip())
+    except ValueError:
+        return 0
+    unit = (node.get("unit") or default_unit).lower()
+    return value * SIZE_UNITS.get(unit, SIZE_UNITS[default_unit.lower()])
+
+
+class XMLSize:
+    """A scaled integer such as `<capacity unit='GiB'>2</capacity>` in bytes: read in any unit, written in bytes."""
+
+    def __init__(self, path: str, default_unit: str = "bytes") -> None:
+        self.path, self.default_unit = path, default_unit
+
+    def __get__(self, obj: XMLObject | None, owner: type) -> Any:
+        return self if obj is None else size_bytes(obj.node.find(self.path), self.default_unit)
+
+    def __set__(self, obj: XMLObject, value: int | None) -> None:
+        if value is None:
+            obj.remove(self.path)
+            return
+        node = obj.element(self.path)
+        node.set("unit", "bytes")
+        node.text = str(int(value))
 
 
 class XMLObject:
-    """One libvirt XML element; subclasses declare XMLProperty attributes and child lists."""
+    """One libvirt XML element; subclasses declare XMLProperty attributes and child lists.
+
+    Objects are read with `from_string` and made with `new(**values)`, which sets the named
+    properties in order: a property whose element is missing creates it, so new XML is written
+    through the same attributes that read it, and lxml does all the escaping.
+    """
 
     tag = ""
+    # Where a new child element of this one goes: after the children that come before it here (as
+    # libvirt writes them), rather than at the end. Tags not listed are appended.
+    child_order: tuple[str, ...] = ()
 
     def __init__(self, node: etree._Element) -> None:
         self.node = node
 
     @classmethod
-    def from_string(cls, text: str | bytes) -> XMLObject:
+    def from_string(cls, text: str | bytes) -> Self:
         root = parse(text)
         if cls.tag and root.tag != cls.tag:
             raise VirtError(f"Expected a <{cls.tag}> element at the top, found <{root.tag}>.", errors.INVALID)
         return cls(root)
+
+    @classmethod
+    def blank(cls) -> Self:
+        return cls(etree.Element(cls.tag))
+
+    @classmethod
+    def new(cls, **values: Any) -> Self:
+        """A new element with `values` set, in the order given (which is the order of the elements made)."""
+        return cls.blank().set(**values)
+
+    def set(self, **values: Any) -> Self:
+        for name, value in values.items():
+            if not hasattr(getattr(type(self), name, None), "__set__"):
+                raise AttributeError(f"{type(self).__name__} has no settable XML property '{name}'.")
+            setattr(self, name, value)
+        return self
 
     def to_string(self) -> str:
         return etree.tostring(self.node, encoding="unicode")
@@ -120,5 +191,33 @@ class XMLObject:
     def children(self, path: str, cls: type[X]) -> list[X]:
         return [cls(node) for node in self.node.findall(path)]
 
+    def add(self, cls: type[X], parent: str = ".", **values: Any) -> X:
+        """A new child element of class `cls` at the end of `parent` (made if missing), with `values` set."""
+        holder = self.element(parent)
+        node = self._insert(holder, cls.tag) if holder is self.node else etree.SubElement(holder, cls.tag)
+        return cls(node).set(**values)
 
-X = TypeVar("X", bound=XMLObject)
+    def element(self, path: str) -> etree._Element:
+        """The element at `path` (such as `./target/format`), made with any missing parents."""
+        node = self.node
+        for part in (p for p in path.split("/") if p not in ("", ".")):
+            child = node.find(part)
+            if child is None:
+                child = self._insert(node, part) if node is self.node else etree.SubElement(node, part)
+            node = child
+        return node
+
+    def remove(self, path: str) -> None:
+        """Remove every element at `path`."""
+        for node in self.node.findall(path):
+            node.getparent().remove(node)
+
+    def _insert(self, parent: etree._Element, tag: str) -> etree._Element:
+        if tag not in self.child_order:
+            return etree.SubElement(parent, tag)
+        rank = self.child_order.index(tag)
+        earlier = [i for i, child in enumerate(parent)
+                   if child.tag in self.child_order and self.child_order.index(child.tag) <= rank]
+        node = etree.Element(tag)
+        parent.insert(earlier[-1] + 1 if earlier else 0, node)
+        return node
