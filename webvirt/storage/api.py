@@ -24,7 +24,8 @@ from webvirt.api_base import LiveObjectViewSet, truthy
 from webvirt.domains.api import AutostartSerializer, XMLSerializer
 from webvirt.hosts.models import Host
 from webvirt.storage import services
-from webvirt.virt.storage import POOL_TYPES, VOLUME_FORMATS, PoolInfo, PoolSpec, VolumeInfo
+from webvirt.virt.storage import PoolInfo, VolumeInfo
+from webvirt.virt.storagexml import POOL_TYPES, VOLUME_FORMATS, PoolSpec
 
 
 class PoolSerializer(serializers.Serializer):

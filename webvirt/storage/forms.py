@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from webvirt.domains.forms import XML_ATTRS
-from webvirt.virt.storage import POOL_LABELS, POOL_TYPES, VOLUME_FORMATS, PoolSpec
+from webvirt.virt.storagexml import POOL_LABELS, POOL_TYPES, VOLUME_FORMATS, PoolSpec
 
 
 class PoolForm(forms.Form):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from operator import attrgetter
 from pathlib import Path
 
 from django.conf import settings
@@ -19,16 +20,18 @@ from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.catalog.models import Template
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import host_call, make_id, split_id
+from webvirt.hosts.objects import act, acting, host_call, make_id, split_id
 from webvirt.jobs.models import Job
 from webvirt.jobs.services import create_job
-from webvirt.virt import errors
+from webvirt.virt import errors, storagexml
 from webvirt.virt import storage as virt_storage
 from webvirt.virt import volumes as virt_volumes
 from webvirt.virt.errors import VirtError
-from webvirt.virt.storage import PoolInfo, PoolSpec, VolumeInfo
+from webvirt.virt.storage import PoolInfo, VolumeInfo
+from webvirt.virt.storagexml import POOL_LABELS, POOL_TYPES, PoolSpec
 
 SLOW = 60.0  # building, starting (mounting, logging in to iSCSI) and deleting with contents take a while
+NAME = attrgetter("name")  # a pool's name in the audit trail, once the call returned it
 DOWNLOAD_KEEP_SECONDS = 24 * 3600
 
 
@@ -60,7 +63,7 @@ def offered_types(actor: Actor, host: Host) -> list[str]:
     try:
         return host_call(host, virt_storage.offered_types)
     except VirtError:
-        return list(virt_storage.POOL_TYPES)
+        return list(POOL_TYPES)
 
 
 def get_pool(actor: Actor, oid: str) -> tuple[Host, PoolInfo]:
@@ -81,9 +84,9 @@ def create_pool(actor: Actor, host: Host, *, spec: PoolSpec | None = None, xml: 
         policy.require(actor.user, policy.CHANGE, host)
         if spec is not None:
             if spec.type not in host_call(host, virt_storage.offered_types):
-                raise VirtError(f"This host's libvirt does not offer {virt_storage.POOL_LABELS[spec.type]} pools.",
+                raise VirtError(f"This host's libvirt does not offer {POOL_LABELS[spec.type]} pools.",
                                 errors.UNSUPPORTED)
-            xml = virt_storage.pool_xml(spec)
+            xml = storagexml.pool_xml(spec)
         if not xml.strip():
             raise VirtError("Fill in the form, or give the pool's XML.", errors.INVALID)
         info = host_call(host, lambda conn: virt_storage.define_pool(conn, xml, start, build, autostart), SLOW)
@@ -98,43 +101,28 @@ POOL_ACTIONS = {"start": virt_storage.start_pool, "stop": virt_storage.stop_pool
 def pool_action(actor: Actor, oid: str, action: str) -> PoolInfo:
     if action not in POOL_ACTIONS:
         raise VirtError(f"'{action}' is not a pool action. Use one of: {', '.join(POOL_ACTIONS)}.", errors.INVALID)
-    with audited(actor, f"pool.{action}") as target:
-        target.set(kind="pool", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: POOL_ACTIONS[action](conn, uuid), SLOW)
-        _pool_target(target, host, oid, info.name)
-        return info
+    return act(actor, f"pool.{action}", "pool", oid, POOL_ACTIONS[action], timeout=SLOW, name_of=NAME)
 
 
 def set_pool_autostart(actor: Actor, oid: str, enabled: bool) -> PoolInfo:
-    with audited(actor, "pool.autostart_on" if enabled else "pool.autostart_off") as target:
-        target.set(kind="pool", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: virt_storage.set_pool_autostart(conn, uuid, enabled))
-        _pool_target(target, host, oid, info.name)
-        return info
+    return act(actor, "pool.autostart_on" if enabled else "pool.autostart_off", "pool", oid,
+               lambda conn, uuid: virt_storage.set_pool_autostart(conn, uuid, enabled), name_of=NAME)
 
 
 def delete_pool(actor: Actor, oid: str, delete_volumes: bool = False) -> list[str]:
     """Remove a pool (and with `delete_volumes` its volumes); refused while domains use any of them."""
-    with audited(actor, "pool.delete") as target:
-        target.set(kind="pool", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        bases = Template.base_paths(host.pk)
-        name, deleted = host_call(host, lambda conn: virt_storage.delete_pool(conn, uuid, delete_volumes, bases),
+    with acting(actor, "pool.delete", "pool", oid) as live:
+        bases = Template.base_paths(live.host.pk)
+        name, deleted = live.call(lambda conn, uuid: virt_storage.delete_pool(conn, uuid, delete_volumes, bases),
                                   SLOW)
-        _pool_target(target, host, oid, name)
-        target.detail.append(f"deleted volumes: {', '.join(deleted)}" if delete_volumes else "volumes kept")
+        live.name(name)
+        live.target.detail.append(f"deleted volumes: {', '.join(deleted)}" if delete_volumes else "volumes kept")
         return deleted
 
 
 def update_pool_xml(actor: Actor, oid: str, xml: str) -> PoolInfo:
-    with audited(actor, "pool.edit_xml") as target:
-        target.set(kind="pool", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: virt_storage.redefine_pool(conn, uuid, xml))
-        _pool_target(target, host, oid, info.name)
-        return info
+    return act(actor, "pool.edit_xml", "pool", oid, lambda conn, uuid: virt_storage.redefine_pool(conn, uuid, xml),
+               name_of=NAME)
 
 
 # Volumes ----------------------------------------------------------------------------------------
@@ -165,36 +153,27 @@ def create_volume(actor: Actor, pool_oid: str, name: str, fmt: str, capacity_mib
 
 
 def delete_volume(actor: Actor, oid: str) -> str:
-    with audited(actor, "volume.delete") as target:
-        target.set(kind="volume", ident=oid, text=oid)
-        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-        _volume_target(target, host, oid, name)
-        bases = Template.base_paths(host.pk)
-        return host_call(host, lambda conn: virt_volumes.delete_volume(conn, pool_uuid, name, bases), SLOW)
+    with acting(actor, "volume.delete", "volume", oid, parts=3, named=True) as live:
+        bases = Template.base_paths(live.host.pk)
+        return live.call(lambda conn, pool_uuid, name: virt_volumes.delete_volume(conn, pool_uuid, name, bases), SLOW)
 
 
 def resize_volume(actor: Actor, oid: str, capacity_mib: int) -> VolumeInfo:
-    with audited(actor, "volume.resize") as target:
-        target.set(kind="volume", ident=oid, text=oid)
-        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-        _volume_target(target, host, oid, name)
-        info = host_call(host, lambda conn: virt_volumes.resize_volume(conn, pool_uuid, name, capacity_mib), SLOW)
-        target.detail.append(f"now {capacity_mib} MiB")
-        return info
+    return act(actor, "volume.resize", "volume", oid,
+               lambda conn, pool_uuid, name: virt_volumes.resize_volume(conn, pool_uuid, name, capacity_mib),
+               parts=3, timeout=SLOW, named=True, detail=[f"now {capacity_mib} MiB"])
 
 
 def start_clone(actor: Actor, oid: str, new_name: str) -> Job:
     """Check that the copy fits, then start the job that copies the volume in its pool."""
-    with audited(actor, "volume.clone") as target:
-        target.set(kind="volume", ident=oid, text=oid)
-        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-        _volume_target(target, host, oid, name)
-        path, capacity = host_call(host, lambda conn: virt_volumes.clone_plan(conn, pool_uuid, name, new_name))
+    with acting(actor, "volume.clone", "volume", oid, parts=3, named=True) as live:
+        (pool_uuid, name), host = live.keys, live.host
+        path, capacity = live.call(lambda conn, uuid, vol: virt_volumes.clone_plan(conn, uuid, vol, new_name))
         job = create_job(actor, "volume_clone", f"Copy {name} to {new_name} on {host.name}", host=host,
                          params={"host": host.pk, "pool_uuid": pool_uuid, "name": name, "new_name": new_name.strip(),
                                  "path": path, "capacity": capacity},
                          target=("volume", oid, name))
-        target.detail.append(f"to {new_name}, job #{job.pk}")
+        live.target.detail.append(f"to {new_name}, job #{job.pk}")
         return job
 
 
@@ -209,14 +188,12 @@ def start_upload(actor: Actor, pool_oid: str, name: str, upload: UploadedFile) -
 
 
 def start_download(actor: Actor, oid: str) -> Job:
-    with audited(actor, "volume.download") as target:
-        target.set(kind="volume", ident=oid, text=oid)
-        host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-        _volume_target(target, host, oid, name)
-        host_call(host, lambda conn: virt_storage.volume_lookup(conn, pool_uuid, name))
+    with acting(actor, "volume.download", "volume", oid, parts=3, named=True) as live:
+        (pool_uuid, name), host = live.keys, live.host
+        live.call(virt_storage.volume_lookup)
         job = create_job(actor, "volume_download", f"Download {name} from {host.name}", host=host,
                          params={"host": host.pk, "pool_uuid": pool_uuid, "name": name}, target=("volume", oid, name))
-        target.detail.append(f"job #{job.pk}")
+        live.target.detail.append(f"job #{job.pk}")
         return job
 
 

@@ -19,7 +19,7 @@ from webvirt.virt import errors
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
-from webvirt.virt.storagexml import Volume
+from webvirt.virt.storagexml import Volume, new_volume
 
 FILE_POOL_TYPES = {"dir", "fs", "netfs"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -214,8 +214,8 @@ def volume_name(clone: str, disk: BaseDisk) -> str:
 
 def overlay_xml(name: str, disk: BaseDisk) -> str:
     """A qcow2 volume backed by the base disk: a linked clone's disk."""
-    return Volume.new(name=name, capacity=disk.capacity, allocation=0, format="qcow2", compat="1.1",
-                      permissions_mode="0600", backing_path=disk.path, backing_format=disk.format).to_string()
+    overlay = new_volume(name, "qcow2", disk.capacity)
+    return overlay.set(permissions_mode="0600", backing_path=disk.path, backing_format=disk.format).to_string()
 
 
 def copy_xml(name: str, disk: BaseDisk) -> str:

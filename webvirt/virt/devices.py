@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import time
-from xml.sax.saxutils import quoteattr
 
 import libvirt
 
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
+from webvirt.virt.domainxml import Disk, Interface
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
-from webvirt.virt.storage import Volume
+from webvirt.virt.storagexml import Volume
 
 BUSES = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 
@@ -30,7 +30,7 @@ def _flags(dom: libvirt.virDomain) -> int:
 
 def _doc(dom: libvirt.virDomain) -> DomainXML:
     flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() and not dom.isActive() else 0
-    return DomainXML.from_string(dom.XMLDesc(flags))  # type: ignore[return-value]
+    return DomainXML.from_string(dom.XMLDesc(flags))
 
 
 def next_target(doc: DomainXML, bus: str) -> str:
@@ -63,14 +63,19 @@ def attach_volume(conn: libvirt.virConnect, uuid: str, volume_path: str, bus: st
     doc = _doc(dom)
     if any(d.source == volume_path for d in doc.disks):
         raise VirtError(f"{dom.name()} already has {volume_path} as a disk.", errors.CONFLICT)
-    fmt = Volume.from_string(vol.XMLDesc(0)).format or "raw"  # type: ignore[attr-defined]
+    fmt = Volume.from_string(vol.XMLDesc(0)).format or "raw"
     target = next_target(doc, bus)
-    kind, attr = ("block", "dev") if volume_path.startswith("/dev/") else ("file", "file")
-    xml = (f"<disk type='{kind}' device='disk'><driver name='qemu' type={quoteattr(fmt)}/>"
-           f"<source {attr}={quoteattr(volume_path)}/><target dev='{target}' bus={quoteattr(bus)}/>"
-           f"{'<readonly/>' if readonly else ''}</disk>")
-    _run(dom, f"attach {volume_path} to {dom.name()}", "attachDeviceFlags", xml)
+    disk = volume_disk(volume_path, fmt, target, bus, readonly)
+    _run(dom, f"attach {volume_path} to {dom.name()}", "attachDeviceFlags", disk.to_string())
     return target
+
+
+def volume_disk(path: str, fmt: str, target: str, bus: str, readonly: bool = False) -> Disk:
+    """The <disk> of a volume attached by path: a block device under /dev, else a file."""
+    block = path.startswith("/dev/")
+    return Disk.new(type="block" if block else "file", device="disk", driver_name="qemu", driver_type=fmt,
+                    source_dev=path if block else None, source_file=None if block else path,
+                    target_dev=target, target_bus=bus, readonly=readonly)
 
 
 def detach_disk(conn: libvirt.virConnect, uuid: str, target: str) -> str:
@@ -90,13 +95,17 @@ def attach_interface(conn: libvirt.virConnect, uuid: str, network: str, model: s
         conn.networkLookupByName(network)
     except libvirt.libvirtError:
         raise VirtError(f"The host has no network named '{network}'.", errors.NOT_FOUND) from None
-    mac_xml = f"<mac address={quoteattr(mac.strip().lower())}/>" if mac.strip() else ""
-    xml = (f"<interface type='network'>{mac_xml}<source network={quoteattr(network)}/>"
-           f"<model type={quoteattr(model or 'virtio')}/></interface>")
     before = {i.mac for i in _doc(dom).interfaces}
-    _run(dom, f"attach an interface on {network} to {dom.name()}", "attachDeviceFlags", xml)
+    _run(dom, f"attach an interface on {network} to {dom.name()}", "attachDeviceFlags",
+         network_interface(network, model, mac).to_string())
     added = [i.mac for i in _doc(dom).interfaces if i.mac not in before]
     return added[0] if added else mac
+
+
+def network_interface(network: str, model: str = "virtio", mac: str = "") -> Interface:
+    """The <interface> of a NIC on a libvirt network; without a MAC address libvirt picks one."""
+    return Interface.new(type="network", mac=mac.strip().lower() or None, source_network=network,
+                         model=model or "virtio")
 
 
 def detach_interface(conn: libvirt.virConnect, uuid: str, mac: str) -> str:
@@ -127,15 +136,7 @@ def change_media(conn: libvirt.virConnect, uuid: str, target: str, iso_path: str
             conn.storageVolLookupByPath(iso_path)
         except libvirt.libvirtError:
             raise VirtError(f"No storage pool on this host has a volume at {iso_path}.", errors.NOT_FOUND) from None
-    source = disk.node.find("./source")
-    if source is not None:
-        disk.node.remove(source)
-    if iso_path:
-        from lxml import etree
-
-        node = etree.Element("source", file=iso_path)
-        driver = disk.node.find("./driver")
-        (driver.addnext(node) if driver is not None else disk.node.insert(0, node))
+    disk.set_media(iso_path)
     verb = f"put {iso_path} into {target}" if iso_path else f"eject {target}"
     # A booting guest may hold the tray shut; QEMU then refuses the new medium ("Tray of the
     # device is not open"). Forcing the change opens it, as the guest's eject button would.

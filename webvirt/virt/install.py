@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
-from xml.sax.saxutils import escape
 
 import libvirt
 from lxml import etree
@@ -17,6 +16,7 @@ from lxml import etree
 from webvirt.virt import errors
 from webvirt.virt.clone import NAME_RE
 from webvirt.virt.errors import VirtError
+from webvirt.virt.storagexml import new_volume
 from webvirt.virt.streams import finished
 
 CHUNK = 1024 * 1024
@@ -117,16 +117,12 @@ def disk_name(domain: str) -> str:
 
 def create_disk(conn: libvirt.virConnect, pool: str, name: str, capacity: int) -> str:
     """An empty qcow2 volume (compat 1.1) for a new machine's disk; its path."""
-    xml = (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{capacity}</capacity>"
-           "<allocation>0</allocation><target><format type='qcow2'/><compat>1.1</compat></target></volume>")
-    return conn.storagePoolLookupByName(pool).createXML(xml, 0).path()
+    return conn.storagePoolLookupByName(pool).createXML(new_volume(name, "qcow2", capacity).to_string(), 0).path()
 
 
 def create_upload_volume(conn: libvirt.virConnect, pool: str, name: str, size: int) -> libvirt.virStorageVol:
     """The empty raw volume an upload fills."""
-    xml = (f"<volume><name>{escape(name)}</name><capacity unit='bytes'>{size}</capacity>"
-           "<allocation>0</allocation><target><format type='raw'/></target></volume>")
-    return conn.storagePoolLookupByName(pool).createXML(xml, 0)
+    return conn.storagePoolLookupByName(pool).createXML(new_volume(name, "raw", size).to_string(), 0)
 
 
 def upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: BinaryIO, size: int,

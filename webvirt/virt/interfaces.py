@@ -7,14 +7,12 @@ netcf hosts (and the test driver) can. Unsupported calls become one clear VirtEr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from xml.sax.saxutils import quoteattr
 
 import libvirt
-from lxml import etree
 
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
-from webvirt.virt.storage import check_name
+from webvirt.virt.storagexml import check_name
 from webvirt.virt.xmlobj import XMLObject, XMLProperty
 
 UNSUPPORTED = ("This host's libvirt can list its interfaces but not {verb} them (its interface backend is udev, "
@@ -29,6 +27,8 @@ class Interface(XMLObject):
     mac = XMLProperty[str]("./mac/@address")
     link_state = XMLProperty[str]("./link/@state")
     start_mode = XMLProperty[str]("./start/@mode")
+    bridge_stp = XMLProperty[str]("./bridge/@stp")
+    bridge_delay = XMLProperty[int]("./bridge/@delay", kind=int)
 
     @property
     def addresses(self) -> list[str]:
@@ -41,7 +41,8 @@ class Interface(XMLObject):
 
     @property
     def members(self) -> list[str]:
-        return [n.get("name", "") for n in self.node.findall("./bridge/interface")]
+        """The names of a bridge's ports, which are <interface> elements too."""
+        return [port.name or "" for port in self.children("./bridge/interface", Interface)]
 
 
 @dataclass
@@ -63,8 +64,8 @@ def _unsupported(exc: libvirt.libvirtError) -> bool:
 
 def _info(iface: libvirt.virInterface) -> InterfaceInfo:
     doc = Interface.from_string(iface.XMLDesc(0))
-    return InterfaceInfo(name=iface.name(), mac=iface.MACString() or doc.mac or "", active=bool(iface.isActive()),  # type: ignore[attr-defined]
-                         type=doc.type or "", addresses=doc.addresses, members=doc.members)  # type: ignore[attr-defined]
+    return InterfaceInfo(name=iface.name(), mac=iface.MACString() or doc.mac or "", active=bool(iface.isActive()),
+                         type=doc.type or "", addresses=doc.addresses, members=doc.members)
 
 
 def list_interfaces(conn: libvirt.virConnect) -> list[InterfaceInfo]:
@@ -91,13 +92,12 @@ def interface_xml(conn: libvirt.virConnect, name: str) -> str:
 
 
 def bridge_xml(name: str, members: list[str], stp: bool = False, start_mode: str = "none") -> str:
-    check_name(name, "bridge")
-    ports = "".join(f"<interface type='ethernet' name={quoteattr(m.strip())}/>" for m in members if m.strip())
-    root = etree.fromstring(f"<interface type='bridge'><start mode={quoteattr(start_mode)}/>"
-                            f"<bridge stp={quoteattr('on' if stp else 'off')} delay='0'>{ports}</bridge>"
-                            "</interface>".encode())
-    root.set("name", name.strip())
-    return etree.tostring(root, encoding="unicode")
+    doc = Interface.new(type="bridge", name=check_name(name, "bridge"), start_mode=start_mode,
+                        bridge_stp="on" if stp else "off", bridge_delay=0)
+    for member in members:
+        if member.strip():
+            doc.add(Interface, "./bridge", type="ethernet", name=member.strip())
+    return doc.to_string()
 
 
 def define_bridge(conn: libvirt.virConnect, name: str, members: list[str], stp: bool = False,
@@ -156,8 +156,8 @@ def redefine(conn: libvirt.virConnect, name: str, xml: str) -> InterfaceInfo:
     """Replace an interface's definition; a rejected or unsupported edit changes nothing."""
     lookup(conn, name)
     doc = Interface.from_string(xml)
-    if doc.name != name:  # type: ignore[attr-defined]
-        raise VirtError(f"The edited XML names the interface '{doc.name}'. Keep name='{name}'.",  # type: ignore[attr-defined]
+    if doc.name != name:
+        raise VirtError(f"The edited XML names the interface '{doc.name}'. Keep name='{name}'.",
                         errors.INVALID)
     try:
         conn.interfaceDefineXML(doc.to_string(), 0)

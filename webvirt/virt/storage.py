@@ -1,13 +1,12 @@
-"""Storage pools and volumes: XML objects, builders, reading both, changing pools. No Django here.
+"""Storage pools and volumes: reading both, changing pools. No Django here.
 
-Changing volumes and streaming their contents is in webvirt.virt.volumes.
+Their XML, and building new ones, is in webvirt.virt.storagexml; changing volumes and streaming
+their contents is in webvirt.virt.volumes.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
-from xml.sax.saxutils import quoteattr
 
 import libvirt
 from lxml import etree
@@ -15,136 +14,11 @@ from lxml import etree
 from webvirt.virt import errors
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
-from webvirt.virt.xmlobj import XMLObject, XMLProperty
+from webvirt.virt.storagexml import FILE_POOLS, POOL_LABELS, POOL_TYPES, Pool, Volume
 
-POOL_TYPES = ("dir", "netfs", "logical", "iscsi", "disk")
-POOL_LABELS = {"dir": "directory", "netfs": "network file system (NFS)", "logical": "LVM volume group",
-               "iscsi": "iSCSI target", "disk": "whole disk (partitions)", "fs": "file system", "scsi": "SCSI",
-               "mpath": "multipath"}
-FILE_POOLS = ("dir", "fs", "netfs")
-VOLUME_FORMATS = ("qcow2", "raw")
-MIB = 1024 * 1024
 _STATES = {libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive", libvirt.VIR_STORAGE_POOL_BUILDING: "building",
            libvirt.VIR_STORAGE_POOL_RUNNING: "running", libvirt.VIR_STORAGE_POOL_DEGRADED: "degraded",
            libvirt.VIR_STORAGE_POOL_INACCESSIBLE: "inaccessible"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
-
-
-# XML --------------------------------------------------------------------------------------------
-
-def _bytes(node: etree._Element | None) -> int:
-    if node is None or not (node.text or "").strip():
-        return 0
-    unit = (node.get("unit") or "bytes").lower()
-    scale = {"bytes": 1, "b": 1, "k": 1024, "kib": 1024, "m": MIB, "mib": MIB, "g": 1024**3, "gib": 1024**3,
-             "t": 1024**4, "tib": 1024**4, "kb": 1000, "mb": 1000**2, "gb": 1000**3}.get(unit, 1)
-    return int(node.text.strip()) * scale
-
-
-class Pool(XMLObject):
-    tag = "pool"
-    type = XMLProperty[str]("@type")
-    name = XMLProperty[str]("./name")
-    uuid = XMLProperty[str]("./uuid")
-    target_path = XMLProperty[str]("./target/path")
-    source_host = XMLProperty[str]("./source/host/@name")
-    source_dir = XMLProperty[str]("./source/dir/@path")
-    source_device = XMLProperty[str]("./source/device/@path")
-    source_name = XMLProperty[str]("./source/name")
-    source_format = XMLProperty[str]("./source/format/@type")
-
-    @property
-    def source(self) -> str:
-        if self.source_host:
-            return f"{self.source_host}:{self.source_dir or self.source_device or ''}"
-        return self.source_device or self.source_name or self.source_dir or ""
-
-
-class Volume(XMLObject):
-    tag = "volume"
-    name = XMLProperty[str]("./name")
-    key = XMLProperty[str]("./key")
-    path = XMLProperty[str]("./target/path")
-    format = XMLProperty[str]("./target/format/@type")
-    backing_path = XMLProperty[str]("./backingStore/path")
-    backing_format = XMLProperty[str]("./backingStore/format/@type")
-
-    @property
-    def capacity(self) -> int:
-        return _bytes(self.node.find("./capacity"))
-
-    @property
-    def allocation(self) -> int:
-        return _bytes(self.node.find("./allocation"))
-
-
-# Building ---------------------------------------------------------------------------------------
-
-@dataclass
-class PoolSpec:
-    """What the create form asks for; which fields matter depends on the type."""
-
-    name: str
-    type: str = "dir"
-    target_path: str = ""  # dir, netfs (mount point), iscsi (/dev/disk/by-path), disk (/dev)
-    source_host: str = ""  # netfs, iscsi
-    source_path: str = ""  # netfs: the export; iscsi: the target IQN; disk and logical: a device
-    source_name: str = ""  # logical: the volume group's name
-
-
-def check_name(name: str, what: str) -> str:
-    name = name.strip()
-    if not _NAME.match(name):
-        raise VirtError(f"'{name}' is not a usable {what} name: use letters, digits, '.', '_', '+' and '-', "
-                        "starting with a letter or digit.", errors.INVALID)
-    return name
-
-
-def pool_xml(spec: PoolSpec) -> str:
-    check_name(spec.name, "pool")
-    if spec.type not in POOL_TYPES:
-        raise VirtError(f"'{spec.type}' is not a pool type webvirt makes. Use one of: {', '.join(POOL_TYPES)}.",
-                        errors.INVALID)
-    need = {"dir": ["target_path"], "netfs": ["source_host", "source_path", "target_path"],
-            "logical": ["source_name"], "iscsi": ["source_host", "source_path"], "disk": ["source_path"]}[spec.type]
-    labels = {"target_path": "a target path", "source_host": "a source host", "source_path": "a source path",
-              "source_name": "a volume group name"}
-    for attr in need:
-        if not getattr(spec, attr).strip():
-            raise VirtError(f"A {POOL_LABELS[spec.type]} pool needs {labels[attr]}.", errors.INVALID)
-    if spec.target_path and not spec.target_path.startswith("/"):
-        raise VirtError(f"The target path '{spec.target_path}' must be absolute (start with /).", errors.INVALID)
-    q = {k: quoteattr(v.strip()) for k, v in asdict(spec).items()}
-    source = {
-        "dir": "",
-        "netfs": f"<host name={q['source_host']}/><dir path={q['source_path']}/><format type='nfs'/>",
-        "logical": (f"<device path={q['source_path']}/>" if spec.source_path.strip() else "") + "<format type='lvm2'/>",
-        "iscsi": f"<host name={q['source_host']}/><device path={q['source_path']}/>",
-        "disk": f"<device path={q['source_path']}/><format type='dos'/>",
-    }[spec.type]
-    target = spec.target_path.strip() or {"logical": f"/dev/{spec.source_name.strip()}",
-                                          "iscsi": "/dev/disk/by-path", "disk": "/dev"}.get(spec.type, "")
-    root = etree.fromstring(f"<pool type={quoteattr(spec.type)}><name/><source>{source}</source>"
-                            f"<target><path/></target></pool>".encode())
-    root.find("./name").text = spec.name.strip()
-    root.find("./target/path").text = target
-    if spec.type == "logical":
-        etree.SubElement(root.find("./source"), "name").text = spec.source_name.strip()
-    return etree.tostring(root, encoding="unicode")
-
-
-def volume_xml(name: str, fmt: str, capacity_mib: int) -> str:
-    check_name(name, "volume")
-    if fmt not in VOLUME_FORMATS:
-        raise VirtError(f"'{fmt}' is not a volume format webvirt makes. Use qcow2 or raw.", errors.INVALID)
-    if capacity_mib <= 0:
-        raise VirtError("A volume needs a size of at least 1 MiB.", errors.INVALID)
-    compat = "<compat>1.1</compat>" if fmt == "qcow2" else ""
-    root = etree.fromstring(f"<volume><name/><capacity unit='MiB'>{capacity_mib}</capacity>"
-                            f"<allocation unit='bytes'>0</allocation><target><format type={quoteattr(fmt)}/>"
-                            f"{compat}</target></volume>".encode())
-    root.find("./name").text = name.strip()
-    return etree.tostring(root, encoding="unicode")
 
 
 # Reading ----------------------------------------------------------------------------------------
@@ -225,10 +99,10 @@ def pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
             volumes = pool.numOfVolumes()
         except libvirt.libvirtError:
             volumes = None
-    return PoolInfo(uuid=pool.UUIDString(), name=pool.name(), type=doc.type or "", state=_STATES.get(state, "unknown"),  # type: ignore[attr-defined]
+    return PoolInfo(uuid=pool.UUIDString(), name=pool.name(), type=doc.type or "", state=_STATES.get(state, "unknown"),
                     active=active, autostart=bool(pool.autostart()) if pool.isPersistent() else False,
                     persistent=bool(pool.isPersistent()), capacity=capacity, allocation=allocation,
-                    available=available, target_path=doc.target_path or "", source=doc.source, volumes=volumes)  # type: ignore[attr-defined]
+                    available=available, target_path=doc.target_path or "", source=doc.source, volumes=volumes)
 
 
 def list_pools(conn: libvirt.virConnect) -> list[PoolInfo]:
@@ -264,7 +138,7 @@ def disk_users(conn: libvirt.virConnect) -> dict[str, list[str]]:
             doc = DomainXML.from_string(dom.XMLDesc(0))
         except libvirt.libvirtError:
             continue
-        for disk in doc.disks:  # type: ignore[attr-defined]
+        for disk in doc.disks:
             path = disk.source_file or disk.source_dev
             if disk.source_pool and disk.source_volume:
                 try:
@@ -286,8 +160,8 @@ def backing_users(conn: libvirt.virConnect) -> dict[str, list[str]]:
                 doc = Volume.from_string(vol.XMLDesc(0))
             except libvirt.libvirtError:
                 continue
-            if doc.backing_path:  # type: ignore[attr-defined]
-                backs.setdefault(doc.backing_path, []).append(vol.path())  # type: ignore[attr-defined]
+            if doc.backing_path:
+                backs.setdefault(doc.backing_path, []).append(vol.path())
     return backs
 
 
@@ -297,8 +171,8 @@ def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol, users:
     _type, capacity, allocation = vol.info()
     path = vol.path()
     return VolumeInfo(name=vol.name(), pool_uuid=pool.UUIDString(), pool_name=pool.name(), path=path,
-                      format=doc.format or "", capacity=capacity, allocation=allocation,  # type: ignore[attr-defined]
-                      backing_path=doc.backing_path or "", used_by=sorted(set(users.get(path, []))),  # type: ignore[attr-defined]
+                      format=doc.format or "", capacity=capacity, allocation=allocation,
+                      backing_path=doc.backing_path or "", used_by=sorted(set(users.get(path, []))),
                       backs=sorted(backs.get(path, [])))
 
 
@@ -361,9 +235,9 @@ def volume_xml_of(conn: libvirt.virConnect, pool_uuid: str, name: str) -> str:
 
 def _parsed_pool(xml: str) -> Pool:
     doc = Pool.from_string(xml)
-    if not (doc.name or "").strip():  # type: ignore[attr-defined]
+    if not (doc.name or "").strip():
         raise VirtError("The pool XML needs a <name>.", errors.INVALID)
-    return doc  # type: ignore[return-value]
+    return doc
 
 
 def define_pool(conn: libvirt.virConnect, xml: str, start: bool = True, build: bool = False,
@@ -387,7 +261,7 @@ def define_pool(conn: libvirt.virConnect, xml: str, start: bool = True, build: b
     try:
         if build:
             # Never overwrite an existing file system or partition table; a directory is simply made.
-            pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE if doc.type in ("disk", "logical", "fs") else 0)  # type: ignore[attr-defined]
+            pool.build(libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE if doc.type in ("disk", "logical", "fs") else 0)
         step = "start"
         if start:
             pool.create(0)
@@ -488,7 +362,7 @@ def delete_pool(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = Fals
             vol.delete(0)
             deleted.append(path)
         doc = Pool.from_string(pool.XMLDesc(0))
-        if doc.type in FILE_POOLS:  # type: ignore[attr-defined]
+        if doc.type in FILE_POOLS:
             pool.destroy()
             try:
                 pool.delete(0)  # the now-empty directory

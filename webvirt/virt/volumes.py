@@ -1,33 +1,27 @@
 """Changing storage volumes (create, delete, resize, clone) and streaming their contents. No Django here.
 
-Pools, volume XML and reading what a host has are in webvirt.virt.storage.
+Pools and reading what a host has are in webvirt.virt.storage; volume XML in webvirt.virt.storagexml.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import BinaryIO
-from xml.sax.saxutils import quoteattr
 
 import libvirt
-from lxml import etree
 
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
 from webvirt.virt.storage import (
-    MIB,
-    Pool,
-    Volume,
     VolumeInfo,
     backing_users,
-    check_name,
     disk_users,
     pool_lookup,
     refuse_bases,
     volume_info,
     volume_lookup,
-    volume_xml,
 )
+from webvirt.virt.storagexml import MIB, Pool, Volume, check_name, volume_xml
 from webvirt.virt.streams import finished
 
 # Volumes: changing ------------------------------------------------------------------------------
@@ -94,7 +88,7 @@ def resize_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, capacity_
     if busy:
         raise VirtError(f"Volume {name} is a disk of running {', '.join(busy)}; shut it down before resizing.",
                         errors.STATE)
-    fmt = Volume.from_string(vol.XMLDesc(0)).format  # type: ignore[attr-defined]
+    fmt = Volume.from_string(vol.XMLDesc(0)).format
     if fmt != "qcow2":
         _check_space(pool, new - capacity, f"Growing {name} by {(new - capacity) / MIB:,.0f} MiB")
     vol.resize(new, 0)
@@ -114,7 +108,7 @@ def clone_plan(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: st
         raise VirtError(f"Pool {pool.name()} already has a volume named '{new_name}'.", errors.CONFLICT)
     _type, capacity, allocation = vol.info()
     _check_space(pool, allocation, f"A copy of {name}")
-    target = Pool.from_string(pool.XMLDesc(0)).target_path or ""  # type: ignore[attr-defined]
+    target = Pool.from_string(pool.XMLDesc(0)).target_path or ""
     return f"{target.rstrip('/')}/{new_name}", capacity
 
 
@@ -123,10 +117,8 @@ def clone_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: 
     pool = pool_lookup(conn, pool_uuid)
     vol = volume_lookup(conn, pool_uuid, name)
     doc = Volume.from_string(vol.XMLDesc(0))
-    root = etree.fromstring(f"<volume><name/><capacity unit='bytes'>{doc.capacity}</capacity>"  # type: ignore[attr-defined]
-                            f"<target><format type={quoteattr(doc.format or 'raw')}/></target></volume>".encode())  # type: ignore[attr-defined]
-    root.find("./name").text = check_name(new_name, "volume")
-    new = pool.createXMLFrom(etree.tostring(root, encoding="unicode"), vol, 0)
+    copy = Volume.new(name=check_name(new_name, "volume"), capacity=doc.capacity, format=doc.format or "raw")
+    new = pool.createXMLFrom(copy.to_string(), vol, 0)
     return volume_info(pool, new, {}, {})
 
 
