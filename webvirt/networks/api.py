@@ -23,7 +23,8 @@ from webvirt.domains.api import AutostartSerializer, RawXMLParser, XMLSerializer
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import make_id
 from webvirt.networks import services
-from webvirt.virt.networks import MODES, NetworkInfo, NetworkSpec
+from webvirt.virt.networks import NetworkInfo
+from webvirt.virt.netxml import MODES, NetworkSpec
 
 
 class DHCPHostSerializer(serializers.Serializer):

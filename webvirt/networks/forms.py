@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from webvirt.domains.forms import XML_ATTRS
-from webvirt.virt.networks import MODE_LABELS, MODES, NetworkSpec
+from webvirt.virt.netxml import MODE_LABELS, MODES, NetworkSpec
 
 MAC_RE = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"
 

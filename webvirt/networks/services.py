@@ -7,6 +7,8 @@ their networks do not exist.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from django.utils import timezone
 
 from webvirt.accounts import policy
@@ -14,16 +16,18 @@ from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import host_call, make_id, split_id
+from webvirt.hosts.objects import act, acting, host_call, make_id, split_id
 from webvirt.virt import addresses as virt_addresses
 from webvirt.virt import errors
 from webvirt.virt import interfaces as virt_interfaces
 from webvirt.virt import networks as virt_networks
 from webvirt.virt.errors import VirtError
 from webvirt.virt.interfaces import InterfaceInfo
-from webvirt.virt.networks import NetworkInfo, NetworkSpec
+from webvirt.virt.networks import NetworkInfo
+from webvirt.virt.netxml import Network, NetworkSpec, network_xml
 
 SLOW = 30.0  # starting a network launches dnsmasq and sets up a bridge and firewall rules
+NAME = attrgetter("name")  # a network's name in the audit trail, once the call returned it
 
 
 def network_id(host: Host, info: NetworkInfo) -> str:
@@ -80,7 +84,7 @@ def create_network(actor: Actor, host: Host, *, spec: NetworkSpec | None = None,
         target.set(kind="network", text=f"{name} on {host.name}")
         policy.require(actor.user, policy.CHANGE, host)
         if spec is not None:
-            xml = virt_networks.network_xml(spec)
+            xml = network_xml(spec)
         if not xml.strip():
             raise VirtError("Fill in the form, or give the network's XML.", errors.INVALID)
         info = host_call(host, lambda conn: virt_networks.define(conn, xml, start, autostart), SLOW)
@@ -90,7 +94,7 @@ def create_network(actor: Actor, host: Host, *, spec: NetworkSpec | None = None,
 
 def _xml_name(xml: str) -> str:
     try:
-        return virt_networks.Network.from_string(xml).name or ""  # type: ignore[attr-defined]
+        return Network.from_string(xml).name or ""
     except VirtError:
         return ""
 
@@ -101,34 +105,18 @@ def run_action(actor: Actor, oid: str, action: str, force: bool = False) -> Netw
              "stop": lambda conn, uuid: virt_networks.stop(conn, uuid, force)}
     if action not in calls:
         raise VirtError(f"'{action}' is not a network action. Use start or stop.", errors.INVALID)
-    with audited(actor, f"network.{action}") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: calls[action](conn, uuid), SLOW)
-        _target(target, host, oid, info.name)
-        if force:
-            target.detail.append("forced")
-        return info
+    return act(actor, f"network.{action}", "network", oid, calls[action], timeout=SLOW, name_of=NAME,
+               detail=["forced"] if force else [])
 
 
 def set_autostart(actor: Actor, oid: str, enabled: bool) -> NetworkInfo:
-    with audited(actor, "network.autostart_on" if enabled else "network.autostart_off") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: virt_networks.set_autostart(conn, uuid, enabled))
-        _target(target, host, oid, info.name)
-        return info
+    return act(actor, "network.autostart_on" if enabled else "network.autostart_off", "network", oid,
+               lambda conn, uuid: virt_networks.set_autostart(conn, uuid, enabled), name_of=NAME)
 
 
 def delete_network(actor: Actor, oid: str, force: bool = False) -> str:
-    with audited(actor, "network.delete") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        name = host_call(host, lambda conn: virt_networks.delete(conn, uuid, force), SLOW)
-        _target(target, host, oid, name)
-        if force:
-            target.detail.append("forced")
-        return name
+    return act(actor, "network.delete", "network", oid, lambda conn, uuid: virt_networks.delete(conn, uuid, force),
+               timeout=SLOW, name_of=str, detail=["forced"] if force else [])
 
 
 def update_xml(actor: Actor, oid: str, xml: str) -> tuple[NetworkInfo, list[str]]:
@@ -136,33 +124,22 @@ def update_xml(actor: Actor, oid: str, xml: str) -> tuple[NetworkInfo, list[str]
 
     DHCP host entries are applied to the running network at once; other changes need a restart.
     """
-    with audited(actor, "network.edit_xml") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info, applied = host_call(host, lambda conn: virt_networks.redefine(conn, uuid, xml), SLOW)
-        _target(target, host, oid, info.name)
-        target.detail.extend(applied)
+    with acting(actor, "network.edit_xml", "network", oid) as live:
+        info, applied = live.call(lambda conn, uuid: virt_networks.redefine(conn, uuid, xml), SLOW)
+        live.name(info.name)
+        live.target.detail.extend(applied)
         return info, applied
 
 
 def add_dhcp_host(actor: Actor, oid: str, mac: str, ip: str, name: str = "") -> NetworkInfo:
-    with audited(actor, "network.dhcp_host_add") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: virt_networks.add_dhcp_host(conn, uuid, mac, ip, name))
-        _target(target, host, oid, info.name)
-        target.detail.append(f"{mac} {ip} {name}".strip())
-        return info
+    return act(actor, "network.dhcp_host_add", "network", oid,
+               lambda conn, uuid: virt_networks.add_dhcp_host(conn, uuid, mac, ip, name), name_of=NAME,
+               detail=[f"{mac} {ip} {name}".strip()])
 
 
 def remove_dhcp_host(actor: Actor, oid: str, mac: str) -> NetworkInfo:
-    with audited(actor, "network.dhcp_host_remove") as target:
-        target.set(kind="network", ident=oid, text=oid)
-        host, (uuid,) = split_id(actor.user, oid, 2)
-        info = host_call(host, lambda conn: virt_networks.remove_dhcp_host(conn, uuid, mac))
-        _target(target, host, oid, info.name)
-        target.detail.append(mac)
-        return info
+    return act(actor, "network.dhcp_host_remove", "network", oid,
+               lambda conn, uuid: virt_networks.remove_dhcp_host(conn, uuid, mac), name_of=NAME, detail=[mac])
 
 
 # Host interfaces --------------------------------------------------------------------------------
@@ -189,18 +166,12 @@ def interface_action(actor: Actor, oid: str, action: str) -> InterfaceInfo | Non
     calls = {"start": virt_interfaces.start, "stop": virt_interfaces.stop, "undefine": virt_interfaces.undefine}
     if action not in calls:
         raise VirtError(f"'{action}' is not an interface action. Use start, stop or undefine.", errors.INVALID)
-    with audited(actor, f"interface.{action}") as target:
-        target.set(kind="interface", ident=oid, text=oid)
-        host, (name,) = split_id(actor.user, oid, 2)
-        target.set(kind="interface", ident=oid, text=f"{name} on {host.name}")
-        return host_call(host, lambda conn: calls[action](conn, name), SLOW)
+    return act(actor, f"interface.{action}", "interface", oid, calls[action], timeout=SLOW, named=True)
 
 
 def update_interface_xml(actor: Actor, oid: str, xml: str) -> InterfaceInfo:
-    with audited(actor, "interface.edit_xml") as target:
-        target.set(kind="interface", ident=oid, text=oid)
-        host, (name,) = split_id(actor.user, oid, 2)
-        return host_call(host, lambda conn: virt_interfaces.redefine(conn, name, xml), SLOW)
+    return act(actor, "interface.edit_xml", "interface", oid,
+               lambda conn, name: virt_interfaces.redefine(conn, name, xml), timeout=SLOW)
 
 
 # Domains' IP addresses --------------------------------------------------------------------------

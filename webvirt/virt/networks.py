@@ -1,4 +1,6 @@
-"""Virtual networks: <network> XML as objects, a builder for new ones, and the operations webvirt offers.
+"""Virtual networks: reading them, their DHCP leases and static hosts, and the operations webvirt offers.
+
+Their XML, and building new ones, is in webvirt.virt.netxml.
 
 No Django here. Every function takes an open connection; the caller adds timeouts.
 """
@@ -6,209 +8,18 @@ No Django here. Every function takes an open connection; the caller adds timeout
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from xml.sax.saxutils import quoteattr
 
 import libvirt
-from lxml import etree
 
 from webvirt.virt import errors
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
-from webvirt.virt.xmlobj import XMLObject, XMLProperty
+from webvirt.virt.netxml import MODE_LABELS, DHCPHost, Network, address_in
 
-MODES = ("nat", "route", "isolated", "bridge")
-MODE_LABELS = {"nat": "NAT", "route": "routed", "isolated": "isolated", "bridge": "host bridge", "open": "open"}
 _LIVE = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
 _CONFIG = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
-
-
-# XML --------------------------------------------------------------------------------------------
-
-class DHCPHost(XMLObject):
-    tag = "host"
-    mac = XMLProperty[str]("@mac")
-    ip = XMLProperty[str]("@ip")
-    name = XMLProperty[str]("@name")
-
-    def as_dict(self) -> dict:
-        return {"mac": self.mac or "", "ip": self.ip or "", "name": self.name or ""}
-
-
-class DHCPRange(XMLObject):
-    tag = "range"
-    start = XMLProperty[str]("@start")
-    end = XMLProperty[str]("@end")
-
-
-class IP(XMLObject):
-    tag = "ip"
-    address = XMLProperty[str]("@address")
-    netmask = XMLProperty[str]("@netmask")
-    prefix = XMLProperty[int]("@prefix", kind=int)
-    family = XMLProperty[str]("@family")
-
-    @property
-    def interface(self) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
-        try:
-            suffix = self.prefix if self.prefix is not None else (self.netmask or ("64" if self.is_v6 else "24"))
-            return ipaddress.ip_interface(f"{self.address}/{suffix}")
-        except ValueError:
-            return None
-
-    @property
-    def is_v6(self) -> bool:
-        return self.family == "ipv6" or ":" in (self.address or "")
-
-    @property
-    def cidr(self) -> str:
-        iface = self.interface
-        return str(iface.with_prefixlen) if iface else (self.address or "")
-
-    @property
-    def ranges(self) -> list[DHCPRange]:
-        return self.children("./dhcp/range", DHCPRange)
-
-    @property
-    def hosts(self) -> list[DHCPHost]:
-        return self.children("./dhcp/host", DHCPHost)
-
-
-class Network(XMLObject):
-    tag = "network"
-    name = XMLProperty[str]("./name")
-    uuid = XMLProperty[str]("./uuid")
-    forward_mode = XMLProperty[str]("./forward/@mode")
-    bridge = XMLProperty[str]("./bridge/@name")
-
-    @property
-    def mode(self) -> str:
-        if self.node.find("./forward") is None:
-            return "isolated"
-        return self.forward_mode or "nat"
-
-    @property
-    def ips(self) -> list[IP]:
-        return self.children("./ip", IP)
-
-    def dhcp_hosts(self) -> list[tuple[int, DHCPHost]]:
-        """Every static host entry with the index of the <ip> it belongs to (libvirt's parentIndex)."""
-        return [(index, host) for index, ip in enumerate(self.ips) for host in ip.hosts]
-
-
-# Building ---------------------------------------------------------------------------------------
-
-@dataclass
-class NetworkSpec:
-    """What the create form asks for."""
-
-    name: str
-    mode: str = "nat"  # nat, route, isolated, bridge
-    ipv4: str = ""  # the host's address with prefix, e.g. 10.20.30.1/24
-    dhcp_start: str = ""
-    dhcp_end: str = ""
-    ipv6: str = ""  # e.g. fd00:20::1/64
-    bridge: str = ""  # for mode "bridge": an existing host bridge
-    hosts: list[dict] = field(default_factory=list)  # static DHCP entries {mac, ip, name}
-
-
-def _iface(text: str, label: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    try:
-        iface = ipaddress.ip_interface(text.strip())
-    except ValueError:
-        raise VirtError(f"{label} '{text}' is not an address with a prefix, like 10.20.30.1/24.",
-                        errors.INVALID) from None
-    if "/" not in text:
-        raise VirtError(f"{label} '{text}' needs a prefix length, like 10.20.30.1/24.", errors.INVALID)
-    return iface
-
-
-def _address_in(text: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network, label: str) -> ipaddress._BaseAddress:
-    try:
-        addr = ipaddress.ip_address(text.strip())
-    except ValueError:
-        raise VirtError(f"{label} '{text}' is not an IP address.", errors.INVALID) from None
-    if addr not in net or addr in (net.network_address, net.broadcast_address):
-        raise VirtError(f"{label} {addr} is not a usable address of {net}.", errors.INVALID)
-    return addr
-
-
-def check_spec(spec: NetworkSpec) -> None:
-    """Everything that can be checked without asking the host."""
-    if not spec.name.strip():
-        raise VirtError("Give the network a name.", errors.INVALID)
-    if spec.mode not in MODES:
-        raise VirtError(f"'{spec.mode}' is not a network mode webvirt makes. Use one of: {', '.join(MODES)}.",
-                        errors.INVALID)
-    if spec.mode == "bridge":
-        if not spec.bridge.strip():
-            raise VirtError("A network on a host bridge needs the bridge's name (for example br0).", errors.INVALID)
-        return
-    if not spec.ipv4 and not spec.ipv6:
-        raise VirtError("Give the network an IPv4 or IPv6 address with a prefix, like 10.20.30.1/24.",
-                        errors.INVALID)
-    if spec.ipv4:
-        iface = _iface(spec.ipv4, "The IPv4 address")
-        if iface.version != 4:
-            raise VirtError(f"'{spec.ipv4}' is not an IPv4 address.", errors.INVALID)
-        if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-            raise VirtError(f"{iface.ip} is not a usable host address of {iface.network}.", errors.INVALID)
-        if bool(spec.dhcp_start) != bool(spec.dhcp_end):
-            raise VirtError("Give both the first and the last address of the DHCP range, or neither.",
-                            errors.INVALID)
-        if spec.dhcp_start:
-            start = _address_in(spec.dhcp_start, iface.network, "The DHCP range's first address")
-            end = _address_in(spec.dhcp_end, iface.network, "The DHCP range's last address")
-            if start > end:
-                raise VirtError(f"The DHCP range starts ({start}) after it ends ({end}).", errors.INVALID)
-            if start <= iface.ip <= end:
-                raise VirtError(f"The DHCP range {start}-{end} contains the network's own address {iface.ip}.",
-                                errors.INVALID)
-        for host in spec.hosts:
-            _address_in(host.get("ip", ""), iface.network, f"The static address for {host.get('mac', '')}")
-    elif spec.hosts or spec.dhcp_start:
-        raise VirtError("DHCP needs an IPv4 address for the network.", errors.INVALID)
-    if spec.ipv6:
-        iface6 = _iface(spec.ipv6, "The IPv6 address")
-        if iface6.version != 6:
-            raise VirtError(f"'{spec.ipv6}' is not an IPv6 address.", errors.INVALID)
-    if spec.mode == "route" and not spec.ipv4 and not spec.ipv6:
-        raise VirtError("A routed network needs an address.", errors.INVALID)
-
-
-def network_xml(spec: NetworkSpec) -> str:
-    check_spec(spec)
-    parts = ["<network><name></name>"]
-    if spec.mode == "bridge":
-        parts.append(f"<forward mode='bridge'/><bridge name={quoteattr(spec.bridge.strip())}/>")
-    else:
-        if spec.mode in ("nat", "route"):
-            parts.append(f"<forward mode={quoteattr(spec.mode)}/>")
-        parts.append("<bridge stp='on' delay='0'/>")
-        if spec.ipv4:
-            iface = ipaddress.ip_interface(spec.ipv4.strip())
-            dhcp = ""
-            if spec.dhcp_start or spec.hosts:
-                rng = (f"<range start={quoteattr(spec.dhcp_start.strip())} end={quoteattr(spec.dhcp_end.strip())}/>"
-                       if spec.dhcp_start else "")
-                hosts = "".join(_host_xml(h) for h in spec.hosts)
-                dhcp = f"<dhcp>{rng}{hosts}</dhcp>"
-            parts.append(f"<ip address='{iface.ip}' prefix='{iface.network.prefixlen}'>{dhcp}</ip>")
-        if spec.ipv6:
-            iface6 = ipaddress.ip_interface(spec.ipv6.strip())
-            parts.append(f"<ip family='ipv6' address='{iface6.ip}' prefix='{iface6.network.prefixlen}'/>")
-    parts.append("</network>")
-    root = etree.fromstring("".join(parts).encode())
-    root.find("./name").text = spec.name.strip()
-    return etree.tostring(root, encoding="unicode")
-
-
-def _host_xml(host: dict) -> str:
-    attrs = f"mac={quoteattr(host.get('mac', '').strip().lower())} ip={quoteattr(host.get('ip', '').strip())}"
-    if host.get("name"):
-        attrs += f" name={quoteattr(host['name'].strip())}"
-    return f"<host {attrs}/>"
 
 
 # Reading ----------------------------------------------------------------------------------------
@@ -257,12 +68,12 @@ def _leases(net: libvirt.virNetwork, mac: str | None = None) -> list[dict] | Non
 
 def info(net: libvirt.virNetwork) -> NetworkInfo:
     doc = Network.from_string(net.XMLDesc(0))
-    ips = doc.ips  # type: ignore[attr-defined]
+    ips = doc.ips
     leases = _leases(net)
     return NetworkInfo(
         uuid=net.UUIDString(), name=net.name(), active=bool(net.isActive()),
         autostart=bool(net.autostart()) if net.isPersistent() else False, persistent=bool(net.isPersistent()),
-        mode=doc.mode, bridge=doc.bridge or "",  # type: ignore[attr-defined]
+        mode=doc.mode, bridge=doc.bridge or "",
         ipv4=[ip.cidr for ip in ips if not ip.is_v6], ipv6=[ip.cidr for ip in ips if ip.is_v6],
         dhcp_ranges=[f"{r.start}-{r.end}" for ip in ips for r in ip.ranges],
         leases=None if leases is None else len(leases))
@@ -303,7 +114,7 @@ def domains_using(conn: libvirt.virConnect, name: str, active_only: bool = True)
             doc = DomainXML.from_string(dom.XMLDesc(0))
         except libvirt.libvirtError:
             continue
-        if any(i.type == "network" and i.source_network == name for i in doc.interfaces):  # type: ignore[attr-defined]
+        if any(i.type == "network" and i.source_network == name for i in doc.interfaces):
             users.append(dom.name())
     return sorted(users)
 
@@ -316,7 +127,7 @@ def mac_owners(conn: libvirt.virConnect) -> dict[str, tuple[str, str]]:
             doc = DomainXML.from_string(dom.XMLDesc(0))
         except libvirt.libvirtError:
             continue
-        for iface in doc.interfaces:  # type: ignore[attr-defined]
+        for iface in doc.interfaces:
             if iface.mac:
                 owners[iface.mac.lower()] = (dom.UUIDString(), dom.name())
     return owners
@@ -357,12 +168,12 @@ def leases(conn: libvirt.virConnect, uuid: str) -> list[Lease] | None:
 # Checks against the host ------------------------------------------------------------------------
 
 def _existing_subnets(conn: libvirt.virConnect, skip_uuid: str = "") -> list[tuple[str, ipaddress._BaseNetwork]]:
-    subnets = []
+    subnets: list[tuple[str, ipaddress._BaseNetwork]] = []
     for net in conn.listAllNetworks(0):
         if skip_uuid and net.UUIDString().lower() == skip_uuid.lower():
             continue
         doc = Network.from_string(net.XMLDesc(0))
-        for ip in doc.ips:  # type: ignore[attr-defined]
+        for ip in doc.ips:
             if ip.interface is not None:
                 subnets.append((net.name(), ip.interface.network))
     return subnets
@@ -371,7 +182,7 @@ def _existing_subnets(conn: libvirt.virConnect, skip_uuid: str = "") -> list[tup
 def check_against_host(conn: libvirt.virConnect, doc: Network, skip_uuid: str = "") -> None:
     """Refuse a network whose addresses overlap another network's on this host, or whose bridge is missing."""
     existing = _existing_subnets(conn, skip_uuid)
-    for ip in doc.ips:  # type: ignore[attr-defined]
+    for ip in doc.ips:
         mine = ip.interface.network if ip.interface is not None else None
         if mine is None:
             continue
@@ -379,8 +190,8 @@ def check_against_host(conn: libvirt.virConnect, doc: Network, skip_uuid: str = 
             if other.version == mine.version and mine.overlaps(other):
                 raise VirtError(f"{mine} overlaps {other}, the addresses of network '{other_name}' on this host. "
                                 "Choose a range no other network uses.", errors.CONFLICT)
-    if doc.mode == "bridge" and doc.bridge:  # type: ignore[attr-defined]
-        check_bridge_exists(conn, doc.bridge)  # type: ignore[attr-defined]
+    if doc.mode == "bridge" and doc.bridge:
+        check_bridge_exists(conn, doc.bridge)
 
 
 def check_bridge_exists(conn: libvirt.virConnect, bridge: str) -> None:
@@ -408,9 +219,9 @@ def _define(conn: libvirt.virConnect, xml: str) -> libvirt.virNetwork:
 
 def _parsed(xml: str) -> Network:
     doc = Network.from_string(xml)
-    if not (doc.name or "").strip():  # type: ignore[attr-defined]
+    if not (doc.name or "").strip():
         raise VirtError("The network XML needs a <name>.", errors.INVALID)
-    return doc  # type: ignore[return-value]
+    return doc
 
 
 def define(conn: libvirt.virConnect, xml: str, start: bool = True, autostart: bool = False) -> NetworkInfo:
@@ -531,14 +342,18 @@ def _apply_dhcp_hosts_live(net: libvirt.virNetwork, live: Network, new: Network)
 
 
 def _update_host(net: libvirt.virNetwork, command: int, index: int, host: dict, flags: int) -> None:
-    xml = "<host" + "".join(f" {k}={quoteattr(v)}" for k, v in host.items() if v) + "/>"
+    xml = DHCPHost.new(**{k: v for k, v in host.items() if v}).to_string()
     net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, index, xml, flags)
 
 
-def _ipv4_index(doc: Network) -> int:
+def _ipv4_index(doc: Network) -> tuple[int, ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
+    """The first IPv4 <ip> (libvirt's parentIndex for DHCP hosts) and its address."""
     for index, ip in enumerate(doc.ips):
         if not ip.is_v6:
-            return index
+            if ip.interface is None:
+                raise VirtError(f"The network's address {ip.address} is not valid, so it has no DHCP to add hosts to.",
+                                errors.INVALID)
+            return index, ip.interface
     raise VirtError("The network has no IPv4 address, so it has no DHCP to add hosts to.", errors.INVALID)
 
 
@@ -546,11 +361,10 @@ def add_dhcp_host(conn: libvirt.virConnect, uuid: str, mac: str, ip: str, name: 
     """Add a static DHCP entry to the definition and, if running, to the live network."""
     net = lookup(conn, uuid)
     doc = Network.from_string(net.XMLDesc(0))
-    index = _ipv4_index(doc)  # type: ignore[arg-type]
-    iface = doc.ips[index].interface  # type: ignore[attr-defined]
-    _address_in(ip, iface.network, "The static address")
+    index, iface = _ipv4_index(doc)
+    address_in(ip, iface.network, "The static address")
     mac = mac.strip().lower()
-    for _i, host in doc.dhcp_hosts():  # type: ignore[attr-defined]
+    for _i, host in doc.dhcp_hosts():
         if (host.mac or "").lower() == mac or host.ip == ip.strip():
             raise VirtError(f"Network {net.name()} already has a DHCP entry for {host.mac or host.name} "
                             f"at {host.ip}.", errors.CONFLICT)
@@ -565,7 +379,7 @@ def add_dhcp_host(conn: libvirt.virConnect, uuid: str, mac: str, ip: str, name: 
 def remove_dhcp_host(conn: libvirt.virConnect, uuid: str, mac: str) -> NetworkInfo:
     net = lookup(conn, uuid)
     doc = Network.from_string(net.XMLDesc(0))
-    for index, host in doc.dhcp_hosts():  # type: ignore[attr-defined]
+    for index, host in doc.dhcp_hosts():
         if (host.mac or "").lower() == mac.strip().lower():
             flags = _CONFIG | (_LIVE if net.isActive() else 0) if net.isPersistent() else _LIVE
             _update_host(net, libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, index, host.as_dict(), flags)
@@ -575,4 +389,4 @@ def remove_dhcp_host(conn: libvirt.virConnect, uuid: str, mac: str) -> NetworkIn
 
 def dhcp_hosts(conn: libvirt.virConnect, uuid: str) -> list[dict]:
     doc = Network.from_string(lookup(conn, uuid).XMLDesc(0))
-    return [host.as_dict() for _i, host in doc.dhcp_hosts()]  # type: ignore[attr-defined]
+    return [host.as_dict() for _i, host in doc.dhcp_hosts()]
