@@ -129,7 +129,7 @@ def delete_template(actor: Actor, template: Template) -> None:
 def _network_of(xml: str) -> str:
     from webvirt.virt.domainxml import Domain as DomainXML
 
-    interfaces = DomainXML.from_string(xml).interfaces  # type: ignore[attr-defined]
+    interfaces = DomainXML.from_string(xml).interfaces
     return interfaces[0].source if interfaces else ""
 
 

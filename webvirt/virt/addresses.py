@@ -68,9 +68,9 @@ def domain_addresses(conn: libvirt.virConnect, uuid: str) -> list[dict]:
     dom = virt_domains.lookup(conn, uuid)
     doc = DomainXML.from_string(dom.XMLDesc(0))
     found: dict[str, dict] = {}
-    from_leases(conn, doc, found)  # type: ignore[arg-type]
+    from_leases(conn, doc, found)
     if dom.isActive():
-        if has_agent(doc):  # type: ignore[arg-type]
+        if has_agent(doc):
             _from_domain(dom, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, AGENT, found)
         _from_domain(dom, libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, ARP, found)
     return sorted(found.values(), key=lambda e: (e["family"], e["ip"]))
@@ -98,7 +98,7 @@ def lease_addresses(conn: libvirt.virConnect) -> dict[str, list[dict]]:
         except libvirt.libvirtError:
             continue
         found: dict[str, dict] = {}
-        for iface in doc.interfaces:  # type: ignore[attr-defined]
+        for iface in doc.interfaces:
             for lease in by_mac.get((iface.mac or "").lower(), []):
                 family = "ipv6" if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV6 else "ipv4"
                 _add(found, iface.mac, lease.get("ipaddr", ""), lease.get("prefix", 0), family, LEASE)

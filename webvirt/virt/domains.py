@@ -271,7 +271,7 @@ def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True) -> 
 def _domain_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[libvirt.virStorageVol]:
     doc = DomainXML.from_string(dom.XMLDesc(0))
     found = []
-    for disk in doc.disks:  # type: ignore[attr-defined]
+    for disk in doc.disks:
         if disk.device not in (None, "disk"):
             continue  # CD-ROM images are shared; never delete them with a domain.
         try:
