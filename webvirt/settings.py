@@ -128,6 +128,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "webvirt.ui.ErrorBoundary",  # VirtError, Denied and ValidationError from a page: a sentence, never a 500
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "webvirt.accounts.middleware.LoginRequiredMiddleware",
 ]
