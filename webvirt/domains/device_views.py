@@ -6,17 +6,17 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from webvirt.accounts import policy
-from webvirt.accounts.policy import Actor, Denied
+from webvirt.accounts.policy import Actor
 from webvirt.domains import devices
 from webvirt.domains import services as domain_services
 from webvirt.domains.models import Domain
 from webvirt.networks import services as network_services
-from webvirt.ui import show_error, visible_or_404
+from webvirt.ui import fallback, visible_or_404
 from webvirt.virt.devices import BUSES
-from webvirt.virt.errors import VirtError
 
 
 def devices_panel(request: HttpRequest, pk: int) -> HttpResponse:
@@ -31,30 +31,33 @@ def devices_panel(request: HttpRequest, pk: int) -> HttpResponse:
                                                      "can_change": can_change})
 
 
+def _devices_panel(request: HttpRequest, pk: int, **_: str) -> str:
+    """Where a device change returns to, done or failed (webvirt.ui.fallback): the domain's Devices panel."""
+    return reverse("domains:detail", args=[pk]) + "#devices"
+
+
+@fallback(_devices_panel)
 @require_POST
 def device_change(request: HttpRequest, pk: int, op: str) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
     actor, post = Actor.from_request(request), request.POST
-    try:
-        if op == "attach-disk":
-            dev = devices.attach_volume(actor, domain, post.get("volume", ""), post.get("bus", "virtio"),
-                                        bool(post.get("readonly")))
-            messages.success(request, f"{post.get('volume')} is attached to {domain.name} as {dev}.")
-        elif op == "detach-disk":
-            devices.detach_disk(actor, domain, post.get("target", ""))
-            messages.success(request, f"Disk {post.get('target')} is detached from {domain.name}.")
-        elif op == "attach-interface":
-            mac = devices.attach_interface(actor, domain, post.get("network", ""), post.get("model", "virtio"))
-            messages.success(request, f"{domain.name} has a new interface {mac} on {post.get('network')}.")
-        elif op == "detach-interface":
-            devices.detach_interface(actor, domain, post.get("mac", ""))
-            messages.success(request, f"Interface {post.get('mac')} is detached from {domain.name}.")
-        elif op == "media":
-            devices.change_media(actor, domain, post.get("target", ""), post.get("path", ""))
-            messages.success(request, f"{post.get('target')}: " + (f"{post.get('path')} is inserted."
-                                                                   if post.get("path") else "ejected."))
-        else:
-            messages.error(request, f"'{op}' is not a device change webvirt knows.")
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
-    return redirect(domain.get_absolute_url() + "#devices")
+    if op == "attach-disk":
+        dev = devices.attach_volume(actor, domain, post.get("volume", ""), post.get("bus", "virtio"),
+                                    bool(post.get("readonly")))
+        messages.success(request, f"{post.get('volume')} is attached to {domain.name} as {dev}.")
+    elif op == "detach-disk":
+        devices.detach_disk(actor, domain, post.get("target", ""))
+        messages.success(request, f"Disk {post.get('target')} is detached from {domain.name}.")
+    elif op == "attach-interface":
+        mac = devices.attach_interface(actor, domain, post.get("network", ""), post.get("model", "virtio"))
+        messages.success(request, f"{domain.name} has a new interface {mac} on {post.get('network')}.")
+    elif op == "detach-interface":
+        devices.detach_interface(actor, domain, post.get("mac", ""))
+        messages.success(request, f"Interface {post.get('mac')} is detached from {domain.name}.")
+    elif op == "media":
+        devices.change_media(actor, domain, post.get("target", ""), post.get("path", ""))
+        messages.success(request, f"{post.get('target')}: " + (f"{post.get('path')} is inserted."
+                                                               if post.get("path") else "ejected."))
+    else:
+        messages.error(request, f"'{op}' is not a device change webvirt knows.")
+    return redirect(_devices_panel(request, pk))

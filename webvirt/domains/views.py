@@ -1,4 +1,5 @@
-"""Domain pages. Views only wire forms and templates to `webvirt.domains.services`."""
+"""Domain pages. Views only wire forms and templates to `webvirt.domains.services`; their failures are
+answered by the pages' error boundary (webvirt.ui)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from webvirt.accounts import policy
-from webvirt.accounts.policy import Actor, Denied
+from webvirt.accounts.policy import Actor
 from webvirt.domains import services
 from webvirt.domains.filters import DomainFilter
 from webvirt.domains.forms import DefineForm, UndefineForm, XMLForm
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.ui import safe_next, show_error, visible_or_404
+from webvirt.ui import attempt, cleaned, fallback, safe_next, shown_here, visible_or_404
 from webvirt.virt.domains import ACTIONS
-from webvirt.virt.errors import VirtError
 
 PAGE_SIZES = (25, 50, 100, 200)
+
+
+def _domain_page(request: HttpRequest, pk: int, **_: str) -> str:
+    """Where a failed action on a domain sends the user back to (webvirt.ui.fallback)."""
+    return reverse("domains:detail", args=[pk])
 
 
 def domain_list(request: HttpRequest) -> HttpResponse:
@@ -61,19 +66,16 @@ def domain_summary(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "domains/_summary.html", {"domain": domain, "actions": ACTIONS.values()})
 
 
+@fallback(_domain_page)
 @require_POST
 def domain_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
-    try:
-        if verb in ("autostart_on", "autostart_off"):
-            services.set_autostart(Actor.from_request(request), domain, verb == "autostart_on")
-            messages.success(request, f"Autostart is {'on' if verb == 'autostart_on' else 'off'} for {domain.name}.")
-        else:
-            row = services.run_action(Actor.from_request(request), domain, verb)
-            messages.success(request, f"{ACTIONS[verb].label.capitalize()}: {row.name} is now "
-                                      f"{row.get_state_display()}.")
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
+    if verb in ("autostart_on", "autostart_off"):
+        services.set_autostart(Actor.from_request(request), domain, verb == "autostart_on")
+        messages.success(request, f"Autostart is {'on' if verb == 'autostart_on' else 'off'} for {domain.name}.")
+    else:
+        row = services.run_action(Actor.from_request(request), domain, verb)
+        messages.success(request, f"{ACTIONS[verb].label.capitalize()}: {row.name} is now {row.get_state_display()}.")
     return redirect(safe_next(request, domain.get_absolute_url()))
 
 
@@ -84,31 +86,22 @@ def domain_xml(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Only administrators may edit a domain's XML.")  # owners see it, not edit it
     actor = Actor.from_request(request)
     form = XMLForm(request.POST or None)
-    error = None
+    error = None  # shown next to the editor, not repeated as a message at the top
     if request.method == "POST" and form.is_valid():
-        try:
-            services.update_xml(actor, domain, form.cleaned_data["xml"])
+        _, error = attempt(lambda: services.update_xml(actor, domain, form.cleaned_data["xml"]))
+        if error is None:
             messages.success(request, f"The definition of {domain.name} is saved.")
             return redirect("domains:xml", pk=domain.pk)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            error = str(exc)  # shown next to the editor, not repeated as a message at the top
     elif request.method != "POST":
-        try:
-            form = XMLForm(initial={"xml": services.get_xml(actor, domain, inactive=True)})
-        except VirtError as exc:
-            error = str(exc)
+        xml, error = attempt(lambda: services.get_xml(actor, domain, inactive=True))
+        form = XMLForm(initial={"xml": xml})
     return render(request, "domains/xml.html", {"domain": domain, "form": form, "error": error})
 
 
+@fallback(_domain_page)
 def domain_xml_download(request: HttpRequest, pk: int) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
-    try:
-        xml = services.get_xml(Actor.from_request(request), domain, inactive=True)
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
-        return redirect(domain)
+    xml = services.get_xml(Actor.from_request(request), domain, inactive=True)
     response = HttpResponse(xml, content_type="application/xml")
     response["Content-Disposition"] = f'attachment; filename="{domain.name}.xml"'
     return response
@@ -119,15 +112,11 @@ def domain_define(request: HttpRequest) -> HttpResponse:
     form = DefineForm(request.POST or None, request.FILES or None, hosts=hosts)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
+        with shown_here(request, form):  # libvirt's reason on the form, not repeated as a message at the top
             row = services.define(Actor.from_request(request), data["host"], data["xml"], data["transient"])
             messages.success(request, f"{row.name} is {'created and running' if data['transient'] else 'defined'} "
                                       f"on {row.host.name}.")
             return redirect(row)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, str(exc))  # shown on the form, not repeated as a message at the top
     return render(request, "domains/define.html", {"form": form})
 
 
@@ -137,13 +126,11 @@ def domain_undefine(request: HttpRequest, pk: int) -> HttpResponse:
     # Not `request.POST or None`: leaving the box unticked can post an empty (yet valid) form.
     form = UndefineForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with shown_here(request):
             deleted = services.undefine(actor, domain, form.cleaned_data["delete_volumes"])
             extra = f" and {len(deleted)} volume(s) deleted" if deleted else ""
             messages.success(request, f"{domain.name} is undefined{extra}.")
             return redirect(reverse("domains:list"))
-        except (VirtError, Denied) as exc:
-            show_error(request, exc)
     details = services.details(actor, domain)
     return render(request, "domains/undefine.html", {"domain": domain, "form": form, "details": details})
 
@@ -152,15 +139,14 @@ def domain_remove(request: HttpRequest, pk: int) -> HttpResponse:
     """An owner's delete: force off, undefine and delete its volumes, after a confirmation page."""
     domain = visible_or_404(request, Domain.objects.select_related("host", "template"), pk)
     if request.method == "POST":
-        try:
+        with shown_here(request):
             deleted = services.remove(Actor.from_request(request), domain)
             messages.success(request, f"{domain.name} is deleted, with {len(deleted)} disk volume(s).")
             return redirect(reverse("domains:list"))
-        except (VirtError, Denied) as exc:
-            show_error(request, exc)
     return render(request, "domains/remove.html", {"domain": domain})
 
 
+@fallback(_domain_page)
 @require_POST
 def domain_extend(request: HttpRequest, pk: int) -> HttpResponse:
     """Move a clone's expiry (owners within the template's limit)."""
@@ -168,13 +154,7 @@ def domain_extend(request: HttpRequest, pk: int) -> HttpResponse:
     from webvirt.catalog.services import extend_expiry
 
     domain = visible_or_404(request, Domain.objects.select_related("host", "template", "job"), pk)
-    form = ExtendForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Give the new expiry as a date and a time.")
-        return redirect(domain)
-    try:
-        extend_expiry(Actor.from_request(request), domain, form.cleaned_data["expires_at"])
-        messages.success(request, f"{domain.name} now expires at {form.cleaned_data['expires_at']:%Y-%m-%d %H:%M}.")
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
+    expires_at = cleaned(ExtendForm(request.POST), "Give the new expiry as a date and a time.")["expires_at"]
+    extend_expiry(Actor.from_request(request), domain, expires_at)
+    messages.success(request, f"{domain.name} now expires at {expires_at:%Y-%m-%d %H:%M}.")
     return redirect(domain)
