@@ -1,4 +1,5 @@
-"""Host pages. Views only wire forms and templates to `webvirt.hosts.services`."""
+"""Host pages. Views only wire forms and templates to `webvirt.hosts.services`; their failures are answered
+by the pages' error boundary (webvirt.ui)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from webvirt.accounts import policy
-from webvirt.accounts.policy import Actor, Denied
+from webvirt.accounts.policy import Actor
 from webvirt.domains.services import state_counts, state_counts_by_host
 from webvirt.hosts import services
 from webvirt.hosts.forms import HostForm
 from webvirt.hosts.models import Host
-from webvirt.ui import show_error, visible_or_404
-from webvirt.virt.errors import VirtError
+from webvirt.ui import fallback, shown_here, visible_or_404
 
 
 def host_list(request: HttpRequest) -> HttpResponse:
@@ -45,7 +45,7 @@ def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     host = visible_or_404(request, Host.objects.all(), pk) if pk else None
     form = HostForm(request.POST or None, host=host)
     if request.method == "POST" and form.is_valid():
-        try:
+        with shown_here(request, form):  # libvirt's reason on the form, not repeated as a message at the top
             actor = Actor.from_request(request)
             if host is None:
                 host = services.create_host(actor, form.to_data())
@@ -54,21 +54,19 @@ def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
                 host = services.update_host(actor, host, form.to_data())
                 messages.success(request, f"Host {host.name} is saved.")
             return redirect(host)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, str(exc))  # shown on the form, not repeated as a message at the top
     return render(request, "hosts/form.html", {"form": form, "host": host})
 
 
+def _host_page(request: HttpRequest, pk: int) -> str:
+    """Where a host that could not be removed sends the user back to (webvirt.ui.fallback)."""
+    return reverse("hosts:detail", args=[pk])
+
+
+@fallback(_host_page)
 def host_delete(request: HttpRequest, pk: int) -> HttpResponse:
     host = visible_or_404(request, Host.objects.all(), pk)
     if request.method == "POST":
-        try:
-            services.delete_host(Actor.from_request(request), host)
-        except (VirtError, Denied) as exc:
-            show_error(request, exc)
-            return redirect(host)
+        services.delete_host(Actor.from_request(request), host)
         messages.success(request, f"Host {host.name} is removed from webvirt. Nothing on it was changed.")
         return redirect(reverse("hosts:list"))
     return render(request, "hosts/delete.html", {"host": host, "count": host.domains.count()})

@@ -4,15 +4,15 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from webvirt.accounts import policy
-from webvirt.accounts.policy import Actor, Denied
+from webvirt.accounts.policy import Actor
 from webvirt.jobs import services
 from webvirt.jobs.api import JobFilter
 from webvirt.jobs.models import Job
-from webvirt.ui import show_error, visible_or_404
-from webvirt.virt.errors import VirtError
+from webvirt.ui import fallback, visible_or_404
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -30,24 +30,24 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, template, {"job": job})
 
 
+def _job_page(request: HttpRequest, pk: int) -> str:
+    """Where a job that could not be cancelled or retried sends the user back to (webvirt.ui.fallback)."""
+    return reverse("jobs:detail", args=[pk])
+
+
+@fallback(_job_page)
 @require_POST
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     job = visible_or_404(request, Job.objects.all(), pk)
-    try:
-        services.cancel_job(Actor.from_request(request), job)
-        messages.success(request, f"Job #{job.pk} is being cancelled.")
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
+    services.cancel_job(Actor.from_request(request), job)
+    messages.success(request, f"Job #{job.pk} is being cancelled.")
     return redirect(job)
 
 
+@fallback(_job_page)
 @require_POST
 def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
     job = visible_or_404(request, Job.objects.all(), pk)
-    try:
-        new = services.retry_job(Actor.from_request(request), job)
-        messages.success(request, f"Started job #{new.pk} to try again.")
-        return redirect(new)
-    except (VirtError, Denied) as exc:
-        show_error(request, exc)
-    return redirect(job)
+    new = services.retry_job(Actor.from_request(request), job)
+    messages.success(request, f"Started job #{new.pk} to try again.")
+    return redirect(new)
