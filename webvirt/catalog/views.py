@@ -1,4 +1,5 @@
-"""Catalog pages. Views only wire forms and templates to `webvirt.catalog.services`."""
+"""Catalog pages. Views only wire forms and templates to `webvirt.catalog.services`; their failures are
+answered by the pages' error boundary (webvirt.ui)."""
 
 from __future__ import annotations
 
@@ -9,25 +10,17 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from webvirt.accounts import policy
-from webvirt.accounts.policy import Actor, Denied
+from webvirt.accounts.policy import Actor
 from webvirt.catalog import quotas, services
 from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateForm
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.ui import show_error, visible_or_404
-from webvirt.virt.errors import VirtError
+from webvirt.ui import attempt, shown_here, visible_or_404
 
 
 def _templates(request: HttpRequest):  # type: ignore[no-untyped-def]
     return policy.visible(request.user, Template.objects.select_related("host").prefetch_related("users", "groups"))
-
-
-def _require_admin(request: HttpRequest) -> None:
-    try:
-        policy.require_admin(request.user)
-    except Denied as exc:
-        show_error(request, exc)  # hidden: a 404, as for anything else a user may not see
 
 
 def template_list(request: HttpRequest) -> HttpResponse:
@@ -42,14 +35,10 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     template = visible_or_404(request, _templates(request), pk)
     form = CloneForm(request.POST or None, template=template, admin=policy.is_admin(request.user))
     if request.method == "POST" and form.is_valid():
-        try:
+        with shown_here(request, form):  # quota, names taken, host offline: said on the form
             job = services.clone_template(Actor.from_request(request), template, form.to_request())
             messages.success(request, f"Cloning {template.name}: job #{job.pk} has started.")
             return redirect(job)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, exc.message)  # quota, names taken, host offline: said on the form
     is_admin = policy.is_admin(request.user)
     clones = policy.visible(request.user, template.clones.select_related("owner", "host")).order_by("name")
     return render(request, "catalog/detail.html", {
@@ -69,71 +58,55 @@ def _left(user) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 def template_make(request: HttpRequest, domain_pk: int) -> HttpResponse:
     """Make a template from a shut-off domain."""
-    _require_admin(request)
+    policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     domain = visible_or_404(request, Domain.objects.select_related("host"), domain_pk)
     form = TemplateForm(request.POST or None, initial={"name": f"{domain.name}-template", "max_lifetime_days": 30})
     if request.method == "POST" and form.is_valid():
-        try:
+        with shown_here(request, form):
             template = services.make_template(Actor.from_request(request), domain, form.to_data())
             messages.success(request, f"{domain.name} is now the template {template.name}.")
             return redirect(template)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, exc.message)
     return render(request, "catalog/form.html", {"form": form, "domain": domain,
                                                  "title": f"Make a template from {domain.name}"})
 
 
 def template_register(request: HttpRequest) -> HttpResponse:
     """Register a template from a disk volume in a pool, with settings."""
-    _require_admin(request)
+    policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     form = RegisterForm(request.POST or None, hosts=policy.visible(request.user, Host.objects.all()))
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        try:
+        with shown_here(request, form):
             template = services.register_template(Actor.from_request(request), d["host"], d["volume_path"],
                                                   form.to_data(), vcpus=d["vcpus"], memory_mib=d["memory_mib"],
                                                   network=d["network"])
             messages.success(request, f"Template {template.name} is registered.")
             return redirect(template)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, exc.message)
     return render(request, "catalog/form.html", {"form": form, "title": "Register a template from a disk volume"})
 
 
 def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     template = visible_or_404(request, _templates(request), pk)
     form = TemplateForm(request.POST or None, template=template)
     if request.method == "POST" and form.is_valid():
-        try:
+        with shown_here(request, form):
             services.update_template(Actor.from_request(request), template, form.to_data())
             messages.success(request, f"Template {template.name} is saved.")
             return redirect(template)
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, exc.message)
     return render(request, "catalog/form.html", {"form": form, "template": template,
                                                  "title": f"Edit {template.name}"})
 
 
 def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
+    policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     template = visible_or_404(request, _templates(request), pk)
-    error = None
+    error = None  # shown in the confirmation, next to the button
     if request.method == "POST":
-        try:
-            services.delete_template(Actor.from_request(request), template)
+        _, error = attempt(lambda: services.delete_template(Actor.from_request(request), template))
+        if error is None:
             messages.success(request, f"Template {template.name} is deleted.")
             return redirect("catalog:list")
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            error = exc.message
     return render(request, "catalog/delete.html", {"template": template, "error": error,
                                                    "linked": template.clones.filter(linked=True).count(),
                                                    "clones": template.clones.count()})
@@ -141,21 +114,17 @@ def template_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 def quota_list(request: HttpRequest) -> HttpResponse:
     """Every quota with what it has in use, and a form to set one."""
-    _require_admin(request)
+    policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     form = QuotaForm(request.POST or None, initial=_quota_initial(request))
     if request.method == "POST" and form.is_valid():
         d = form.cleaned_data
-        try:
+        with shown_here(request, form):
             quota = services.save_quota(Actor.from_request(request), user=d["user"], group=d["group"],
                                         limits=form.limits())
             whom = f"user {d['user']}" if d["user"] else f"group {d['group']}"
             messages.success(request, f"The quota of {whom} is saved." if quota else f"{whom.capitalize()} has no "
                                       "quota now: no limits.")
             return redirect("catalog:quotas")
-        except Denied as exc:
-            show_error(request, exc)
-        except VirtError as exc:
-            form.add_error(None, exc.message)
     rows = []
     for quota in Quota.objects.select_related("user", "group").order_by("group__name", "user__username"):
         used = quotas.usage_for(quota)
