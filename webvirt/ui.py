@@ -51,21 +51,6 @@ def safe_next(request: HttpRequest, fallback: str) -> str:
     return fallback
 
 
-def show_error(request: HttpRequest, exc: Exception) -> None:
-    """Put a failure in front of the user as a sentence; hidden objects become a 404.
-
-    Being replaced by ErrorBoundary, `attempt` and `shown_here`, one app at a time.
-    """
-    if isinstance(exc, Denied):
-        if exc.hidden:
-            raise Http404(exc.message)
-        messages.error(request, exc.message)
-    elif isinstance(exc, VirtError):
-        messages.error(request, exc.message)
-    else:
-        raise exc
-
-
 # Declarations a view makes about its failures ---------------------------------------------------
 
 def fallback(to: Callable[..., str]) -> Callable[[View], View]:

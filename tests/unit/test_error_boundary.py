@@ -73,6 +73,20 @@ def test_a_vanished_object_sends_the_user_to_its_fallback(admin_client, test_hos
     assert len(messages_of(response)) == 1
 
 
+def test_a_get_whose_way_back_is_itself_gets_a_4xx_page_not_a_loop(admin_client, test_host):
+    gone = f"/networks/{test_host.pk}:{uuidlib.uuid4()}/"
+    response = admin_client.get(gone, {"next": gone}, HTTP_REFERER=f"http://testserver/networks/host/{test_host.pk}/")
+    assert response.status_code == 404 and "Location" not in response
+    page = response.content.decode()
+    assert "This could not be done" in page and f'href="http://testserver/networks/host/{test_host.pk}/"' in page
+
+
+def test_a_pool_that_is_gone_sends_the_user_to_the_hosts_pools(admin_client, test_host):
+    response = admin_client.get(f"/storage/pools/{test_host.pk}:{uuidlib.uuid4()}/xml/", follow=True)
+    assert response.redirect_chain == [(f"/storage/host/{test_host.pk}/", 302)]
+    assert len(messages_of(response)) == 1
+
+
 def test_an_invalid_action_form_is_a_message_not_a_500(admin_client, default_network):
     response = admin_client.post(f"/networks/{default_network}/dhcp-hosts/", {"mac": "nope", "ip": "10.0.0.1"},
                                  follow=True)
