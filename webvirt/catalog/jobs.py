@@ -15,7 +15,7 @@ from django.urls import reverse
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
 from webvirt.domains.services import store_snapshot
-from webvirt.hosts.connections import manager
+from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
 from webvirt.jobs.runner import Cancelled, JobContext, undo
@@ -39,7 +39,6 @@ class Cloner:
         p = ctx.params
         self.template = Template.objects.select_related("host").get(pk=p["template"])
         self.host: Host = self.template.host
-        self.target = self.host.target()
         self.linked = p["mode"] == "linked"
         self.disks = [BaseDisk(**d) for d in self.template.disks]
         self.names: list[str] = p["names"]
@@ -50,7 +49,7 @@ class Cloner:
         self.copy_paths: dict[str, int] = {}  # full copies in flight: path -> capacity
 
     def conn(self) -> libvirt.virConnect:
-        return manager.get(self.target)
+        return connect(self.host)
 
     def make_disks(self, name: str) -> dict[str, str]:
         paths = {}

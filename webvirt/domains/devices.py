@@ -11,7 +11,7 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.domains.models import Domain
-from webvirt.hosts.objects import host_call
+from webvirt.hosts.connections import call
 from webvirt.virt import devices as virt_devices
 from webvirt.virt import networks as virt_networks
 from webvirt.virt import storage as virt_storage
@@ -30,8 +30,8 @@ def attach_volume(actor: Actor, domain: Domain, volume_path: str, bus: str = "vi
                   readonly: bool = False) -> str:
     with audited(actor, "domain.attach_disk", domain) as target:
         _require(actor, domain)
-        dev = host_call(domain.host, lambda conn: virt_devices.attach_volume(conn, domain.uuid, volume_path, bus,
-                                                                             readonly), SLOW)
+        dev = call(domain.host, lambda conn: virt_devices.attach_volume(conn, domain.uuid, volume_path, bus,
+                                                                        readonly), SLOW)
         target.detail.append(f"{volume_path} as {dev}")
         return dev
 
@@ -39,7 +39,7 @@ def attach_volume(actor: Actor, domain: Domain, volume_path: str, bus: str = "vi
 def detach_disk(actor: Actor, domain: Domain, dev: str) -> str:
     with audited(actor, "domain.detach_disk", domain) as target:
         _require(actor, domain)
-        source = host_call(domain.host, lambda conn: virt_devices.detach_disk(conn, domain.uuid, dev), SLOW)
+        source = call(domain.host, lambda conn: virt_devices.detach_disk(conn, domain.uuid, dev), SLOW)
         target.detail.append(f"{dev} ({source or 'empty'})")
         return source
 
@@ -47,8 +47,8 @@ def detach_disk(actor: Actor, domain: Domain, dev: str) -> str:
 def attach_interface(actor: Actor, domain: Domain, network: str, model: str = "virtio", mac: str = "") -> str:
     with audited(actor, "domain.attach_interface", domain) as target:
         _require(actor, domain)
-        mac = host_call(domain.host, lambda conn: virt_devices.attach_interface(conn, domain.uuid, network, model,
-                                                                                mac), SLOW)
+        mac = call(domain.host, lambda conn: virt_devices.attach_interface(conn, domain.uuid, network, model,
+                                                                           mac), SLOW)
         target.detail.append(f"{mac} on {network}")
         return mac
 
@@ -56,7 +56,7 @@ def attach_interface(actor: Actor, domain: Domain, network: str, model: str = "v
 def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
     with audited(actor, "domain.detach_interface", domain) as target:
         _require(actor, domain)
-        source = host_call(domain.host, lambda conn: virt_devices.detach_interface(conn, domain.uuid, mac), SLOW)
+        source = call(domain.host, lambda conn: virt_devices.detach_interface(conn, domain.uuid, mac), SLOW)
         target.detail.append(f"{mac} ({source})")
         return source
 
@@ -64,8 +64,8 @@ def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
 def change_media(actor: Actor, domain: Domain, dev: str, iso_path: str = "") -> None:
     with audited(actor, "domain.change_media", domain) as target:
         _require(actor, domain)
-        host_call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
-                  virt_devices.MEDIA_SECONDS)
+        call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
+             virt_devices.MEDIA_SECONDS)
         target.detail.append(f"{dev}: {iso_path or 'ejected'}")
 
 
@@ -89,6 +89,6 @@ def choices(actor: Actor, domain: Domain) -> Choices:
                        networks=[n.name for n in virt_networks.list_networks(conn)])
 
     try:
-        return host_call(domain.host, read, SLOW)
+        return call(domain.host, read, SLOW)
     except VirtError as exc:
         return Choices(error=exc)

@@ -17,8 +17,8 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.domains.models import Domain
+from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import host_call as _call  # keeps the host's online/offline status true
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
 from webvirt.virt.domains import DomainSnapshot
@@ -102,7 +102,7 @@ def sync_host(host: Host) -> SyncResult | None:
     """Re-read every domain of `host` into the cache; None when the host does not answer."""
     listed_at = timezone.now()
     try:
-        snaps = _call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)
+        snaps = call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)
     except VirtError:
         return None
     return reconcile(host, snaps, listed_at)
@@ -132,14 +132,14 @@ def run_action(actor: Actor, domain: Domain, action: str) -> Domain:
         if action == "start" and domain.is_template:
             raise VirtError(f"{domain.name} is a template: its disks are the read-only bases of its clones, so it "
                             "is never started. Clone it instead.", errors.STATE)
-        snap = _call(domain.host, lambda conn: virt_domains.run_action(conn, domain.uuid, action))
+        snap = call(domain.host, lambda conn: virt_domains.run_action(conn, domain.uuid, action))
         return store_snapshot(domain.host, snap)
 
 
 def set_autostart(actor: Actor, domain: Domain, enabled: bool) -> Domain:
     with audited(actor, "domain.autostart_on" if enabled else "domain.autostart_off", domain):
         policy.require(actor.user, policy.CHANGE, domain)
-        snap = _call(domain.host, lambda conn: virt_domains.set_autostart(conn, domain.uuid, enabled))
+        snap = call(domain.host, lambda conn: virt_domains.set_autostart(conn, domain.uuid, enabled))
         return store_snapshot(domain.host, snap)
 
 
@@ -152,7 +152,7 @@ def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list
             # Disks left behind would be nobody's, yet use the host's storage outside every quota.
             raise policy.Denied(f"Only an administrator can undefine {domain.name} and keep its disks; "
                                 "delete it with its disks instead.")
-        deleted = _call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
+        deleted = call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
         target.detail.append(f"deleted volumes: {', '.join(deleted)}" if deleted else "no volumes deleted")
         domain.delete()
         return deleted
@@ -167,7 +167,7 @@ def remove(actor: Actor, domain: Domain, reason: str = "") -> list[str]:
         if actor.user is not None:
             policy.require(actor.user, policy.DELETE, domain)
         _refuse_template(domain)
-        deleted = _call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid), timeout=60)
+        deleted = call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid), timeout=60)
         target.detail.append(f"{reason + '; ' if reason else ''}deleted volumes: {', '.join(deleted) or 'none'}")
         Domain.objects.filter(pk=domain.pk).delete()
         return deleted
@@ -186,14 +186,14 @@ def _refuse_template(domain: Domain) -> None:
 
 def get_xml(actor: Actor, domain: Domain, inactive: bool = False) -> str:
     policy.require(actor.user, policy.VIEW, domain)
-    return _call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid, inactive))
+    return call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid, inactive))
 
 
 def update_xml(actor: Actor, domain: Domain, xml: str) -> Domain:
     """Replace a domain's persistent definition; libvirt validates it first, a rejection changes nothing."""
     with audited(actor, "domain.edit_xml", domain):
         policy.require(actor.user, policy.CHANGE, domain)
-        snap = _call(domain.host, lambda conn: virt_domains.redefine(conn, domain.uuid, xml))
+        snap = call(domain.host, lambda conn: virt_domains.redefine(conn, domain.uuid, xml))
         return store_snapshot(domain.host, snap)
 
 
@@ -204,7 +204,7 @@ def define(actor: Actor, host: Host, xml: str, transient: bool = False) -> Domai
         target.set(kind="domain", text=f"{name} on {host.name}")
         policy.require(actor.user, policy.VIEW, host)
         policy.require(actor.user, policy.ADD, Domain)
-        snap = _call(host, lambda conn: virt_domains.define(conn, xml, transient))
+        snap = call(host, lambda conn: virt_domains.define(conn, xml, transient))
         row = store_snapshot(host, snap)
         target.set(row)
         return row
@@ -229,7 +229,7 @@ class Details:
 def details(actor: Actor, domain: Domain) -> Details:
     policy.require(actor.user, policy.VIEW, domain)
     try:
-        xml = _call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid))
+        xml = call(domain.host, lambda conn: virt_domains.domain_xml(conn, domain.uuid))
     except VirtError as exc:
         if exc.kind == errors.NOT_FOUND:
             sync_host(domain.host)

@@ -29,7 +29,6 @@ from webvirt.domains.models import Domain
 from webvirt.events import publish
 from webvirt.events.leases import Leases
 from webvirt.hosts.models import Host
-from webvirt.hosts.services import mark_status
 from webvirt.virt import domains as virt_domains
 from webvirt.virt.connection import ConnectionManager, event_loop
 from webvirt.virt.errors import VirtError
@@ -144,7 +143,7 @@ class HostWatch:
 
     async def set_status(self, host: Host, online: bool, reason: str = "") -> None:
         before = (host.status, host.status_reason)
-        await sync_to_async(mark_status)(host, online, reason)
+        await sync_to_async(host.record_status)(online, reason)
         if (host.status, host.status_reason) != before:
             log.info("host %s is %s %s", host.name, host.status, reason)
             await publish.apublish(publish.host_message(host))

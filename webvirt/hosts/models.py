@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from webvirt import crypto
 from webvirt.virt.connection import Target
@@ -52,6 +53,19 @@ class Host(models.Model):
 
     def set_ssh_key(self, plain: str) -> None:
         self.ssh_key_encrypted = crypto.encrypt(plain)
+
+    def record_status(self, online: bool, reason: str = "") -> None:
+        """Record whether the host answers, touching the row only when something changed."""
+        status = self.ONLINE if online else self.OFFLINE
+        if self.status == status and self.status_reason == reason:
+            return
+        changed = self.status != status
+        self.status, self.status_reason = status, reason[:500]
+        fields = ["status", "status_reason"]
+        if changed:
+            self.status_changed = timezone.now()
+            fields.append("status_changed")
+        Host.objects.filter(pk=self.pk).update(**{f: getattr(self, f) for f in fields})
 
     def target(self) -> Target:
         """How the connection manager reaches this host.

@@ -18,8 +18,6 @@ from webvirt.accounts.audit import Target, audited
 from webvirt.accounts.policy import Actor, Denied
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.services import OFFLINE_KINDS, mark_status
-from webvirt.virt.errors import VirtError
 
 T = TypeVar("T")
 
@@ -44,19 +42,6 @@ def split_id(user: object, oid: str, parts: int) -> tuple[Host, list[str]]:
     return host, keys
 
 
-def host_call(host: Host, fn: Callable, timeout: float | None = None) -> T:  # type: ignore[type-arg]
-    """A libvirt call on `host` (with the manager's timeout) that also keeps the host's status true."""
-    try:
-        result = call(host, fn, timeout)
-    except VirtError as exc:
-        if exc.kind in OFFLINE_KINDS:
-            mark_status(host, False, exc.message)
-        raise
-    if host.status != Host.ONLINE:
-        mark_status(host, True)
-    return result
-
-
 @dataclass
 class LiveAction:
     """An audited action on the live object `oid` (see `acting`): its host, its id's keys and the audit target."""
@@ -69,7 +54,7 @@ class LiveAction:
 
     def call(self, fn: Callable[..., T], timeout: float | None = None) -> T:
         """`fn(conn, *keys)` on the object's host."""
-        return host_call(self.host, lambda conn: fn(conn, *self.keys), timeout)
+        return call(self.host, lambda conn: fn(conn, *self.keys), timeout)
 
     def name(self, name: str) -> None:
         """Say which object this is in the audit trail ("<name> on <host>"), once its name is known."""

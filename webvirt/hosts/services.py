@@ -21,8 +21,6 @@ from webvirt.virt.connection import Target, check_uri
 from webvirt.virt.errors import VirtError
 
 CONNECT_TIMEOUT = 5.0
-# Failures that mean "the host is not there", as opposed to "that request was wrong".
-OFFLINE_KINDS = {errors.UNREACHABLE, errors.REFUSED, errors.TIMEOUT, errors.AUTH}
 
 
 @dataclass
@@ -150,20 +148,6 @@ def delete_host(actor: Actor, host: Host) -> None:
             host.delete()
 
 
-def mark_status(host: Host, online: bool, reason: str = "") -> None:
-    """Record whether the host answers, touching the row only when something changed."""
-    status = Host.ONLINE if online else Host.OFFLINE
-    if host.status == status and host.status_reason == reason:
-        return
-    changed = host.status != status
-    host.status, host.status_reason = status, reason[:500]
-    fields = ["status", "status_reason"]
-    if changed:
-        host.status_changed = timezone.now()
-        fields.append("status_changed")
-    Host.objects.filter(pk=host.pk).update(**{f: getattr(host, f) for f in fields})
-
-
 def watched(host: Host) -> bool:
     """Whether an event watcher holds the host now (its Redis lease): then `host.status` is current."""
     try:
@@ -182,10 +166,7 @@ def live_facts(host: Host) -> tuple[dict, VirtError | None]:
     try:
         facts = call(host, hostinfo.host_facts)
     except VirtError as exc:
-        if exc.kind in OFFLINE_KINDS:
-            mark_status(host, False, exc.message)
         return host.facts, exc
-    mark_status(host, True)
     now = timezone.now()
     Host.objects.filter(pk=host.pk).update(facts=facts, facts_updated=now)
     host.facts, host.facts_updated = facts, now

@@ -10,7 +10,7 @@ from lxml import etree
 
 from webvirt.domains.models import Domain
 from webvirt.domains.services import store_snapshot
-from webvirt.hosts.connections import manager
+from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.runner import JobContext
 from webvirt.virt import clone as virt_clone
@@ -36,7 +36,7 @@ def install_xml(p: dict, uuid: str) -> str:
 def run_install(ctx: JobContext) -> dict:
     p = ctx.params
     host = Host.objects.get(pk=p["host"])
-    conn = manager.get(host.target())
+    conn = connect(host)
     ctx.progress(5, "Creating the disk…", force=True)
     with ctx.creating("volume", host.pk, p["disk_path"]):
         path = virt_install.create_disk(conn, p["pool"], virt_install.disk_name(p["name"]), p["disk_bytes"])
@@ -67,7 +67,7 @@ def run_upload(ctx: JobContext) -> dict:
     source = Path(p["file"])
     try:
         host = Host.objects.get(pk=p["host"])
-        conn = manager.get(host.target())
+        conn = connect(host)
         size = p["size"]
         if not source.exists():
             raise VirtError(

@@ -15,8 +15,9 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.domains.models import Domain
+from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import act, acting, host_call, make_id, split_id
+from webvirt.hosts.objects import act, acting, make_id, split_id
 from webvirt.virt import addresses as virt_addresses
 from webvirt.virt import errors
 from webvirt.virt import interfaces as virt_interfaces
@@ -42,23 +43,23 @@ def _target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no
 
 def list_networks(actor: Actor, host: Host) -> list[NetworkInfo]:
     policy.require(actor.user, policy.CHANGE, host)
-    return host_call(host, virt_networks.list_networks)
+    return call(host, virt_networks.list_networks)
 
 
 def get_network(actor: Actor, oid: str) -> tuple[Host, NetworkInfo]:
     host, (uuid,) = split_id(actor.user, oid, 2)
-    return host, host_call(host, lambda conn: virt_networks.get(conn, uuid))
+    return host, call(host, lambda conn: virt_networks.get(conn, uuid))
 
 
 def get_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
     host, (uuid,) = split_id(actor.user, oid, 2)
-    return host_call(host, lambda conn: virt_networks.network_xml_of(conn, uuid, inactive))
+    return call(host, lambda conn: virt_networks.network_xml_of(conn, uuid, inactive))
 
 
 def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
     """The network's DHCP leases (None: this host's driver cannot list them); refreshes domains' addresses."""
     host, (uuid,) = split_id(actor.user, oid, 2)
-    found = host_call(host, lambda conn: virt_networks.leases(conn, uuid))
+    found = call(host, lambda conn: virt_networks.leases(conn, uuid))
     if found:
         refresh_host_addresses(host)
     return found
@@ -66,7 +67,7 @@ def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
 
 def dhcp_hosts(actor: Actor, oid: str) -> list[dict]:
     host, (uuid,) = split_id(actor.user, oid, 2)
-    return host_call(host, lambda conn: virt_networks.dhcp_hosts(conn, uuid))
+    return call(host, lambda conn: virt_networks.dhcp_hosts(conn, uuid))
 
 
 def domain_ids(host: Host, uuids: list[str]) -> dict[str, int]:
@@ -87,7 +88,7 @@ def create_network(actor: Actor, host: Host, *, spec: NetworkSpec | None = None,
             xml = network_xml(spec)
         if not xml.strip():
             raise VirtError("Fill in the form, or give the network's XML.", errors.INVALID)
-        info = host_call(host, lambda conn: virt_networks.define(conn, xml, start, autostart), SLOW)
+        info = call(host, lambda conn: virt_networks.define(conn, xml, start, autostart), SLOW)
         _target(target, host, network_id(host, info), info.name)
         return info
 
@@ -146,12 +147,12 @@ def remove_dhcp_host(actor: Actor, oid: str, mac: str) -> NetworkInfo:
 
 def list_interfaces(actor: Actor, host: Host) -> list[InterfaceInfo]:
     policy.require(actor.user, policy.CHANGE, host)
-    return host_call(host, virt_interfaces.list_interfaces)
+    return call(host, virt_interfaces.list_interfaces)
 
 
 def interface_xml(actor: Actor, oid: str) -> str:
     host, (name,) = split_id(actor.user, oid, 2)
-    return host_call(host, lambda conn: virt_interfaces.interface_xml(conn, name))
+    return call(host, lambda conn: virt_interfaces.interface_xml(conn, name))
 
 
 def define_bridge(actor: Actor, host: Host, name: str, members: list[str], stp: bool = False,
@@ -159,7 +160,7 @@ def define_bridge(actor: Actor, host: Host, name: str, members: list[str], stp: 
     with audited(actor, "interface.define") as target:
         target.set(kind="interface", ident=make_id(host, name), text=f"{name} on {host.name}")
         policy.require(actor.user, policy.CHANGE, host)
-        return host_call(host, lambda conn: virt_interfaces.define_bridge(conn, name, members, stp, start), SLOW)
+        return call(host, lambda conn: virt_interfaces.define_bridge(conn, name, members, stp, start), SLOW)
 
 
 def interface_action(actor: Actor, oid: str, action: str) -> InterfaceInfo | None:
@@ -193,7 +194,7 @@ def refresh_addresses(actor: Actor, domain: Domain) -> list[dict]:
     """Read the domain's addresses now (leases, guest agent, ARP) into the cache; the cached ones on failure."""
     policy.require(actor.user, policy.VIEW, domain)
     try:
-        found = host_call(domain.host, lambda conn: virt_addresses.domain_addresses(conn, domain.uuid))
+        found = call(domain.host, lambda conn: virt_addresses.domain_addresses(conn, domain.uuid))
     except VirtError:
         return domain.addresses
     _store_addresses(domain, found)
@@ -207,7 +208,7 @@ def refresh_host_addresses(host: Host) -> int:
     Returns how many domains changed.
     """
     try:
-        by_uuid = host_call(host, virt_addresses.lease_addresses, SLOW)
+        by_uuid = call(host, virt_addresses.lease_addresses, SLOW)
     except VirtError:
         return 0
     changed = 0

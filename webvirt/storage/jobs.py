@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 from django.urls import reverse
 
-from webvirt.hosts.connections import manager
+from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.runner import JobContext
 from webvirt.storage import services
@@ -24,7 +24,7 @@ def run_volume_clone(ctx: JobContext) -> dict:
     """Copy a volume in its pool; progress is the new volume's allocation, polled while libvirt copies."""
     p = ctx.params
     host = Host.objects.get(pk=p["host"])
-    conn = manager.get(host.target())
+    conn = connect(host)
     ctx.progress(0, f"Copying {p['name']} to {p['new_name']}…", force=True)
     done = threading.Event()
     watcher = threading.Thread(target=_watch_copy, args=(ctx, conn, p, done), daemon=True)
@@ -58,7 +58,7 @@ def run_volume_download(ctx: JobContext) -> dict:
     """Stream a volume into a file under STATE_DIR/downloads, which the job's page then offers."""
     p = ctx.params
     host = Host.objects.get(pk=p["host"])
-    conn = manager.get(host.target())
+    conn = connect(host)
     services.remove_old_downloads()
     folder = services.download_dir() / str(ctx.job.pk)
     folder.mkdir(mode=0o700, exist_ok=True)

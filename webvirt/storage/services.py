@@ -19,8 +19,9 @@ from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
 from webvirt.catalog.models import Template
+from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import act, acting, host_call, make_id, split_id
+from webvirt.hosts.objects import act, acting, make_id, split_id
 from webvirt.jobs.models import Job
 from webvirt.jobs.services import create_job
 from webvirt.virt import errors, storagexml
@@ -55,25 +56,25 @@ def _volume_target(target, host: Host, oid: str, name: str) -> None:  # type: ig
 
 def list_pools(actor: Actor, host: Host) -> list[PoolInfo]:
     policy.require(actor.user, policy.CHANGE, host)
-    return host_call(host, virt_storage.list_pools)
+    return call(host, virt_storage.list_pools)
 
 
 def offered_types(actor: Actor, host: Host) -> list[str]:
     policy.require(actor.user, policy.CHANGE, host)
     try:
-        return host_call(host, virt_storage.offered_types)
+        return call(host, virt_storage.offered_types)
     except VirtError:
         return list(POOL_TYPES)
 
 
 def get_pool(actor: Actor, oid: str) -> tuple[Host, PoolInfo]:
     host, (uuid,) = split_id(actor.user, oid, 2)
-    return host, host_call(host, lambda conn: virt_storage.get_pool(conn, uuid))
+    return host, call(host, lambda conn: virt_storage.get_pool(conn, uuid))
 
 
 def pool_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
     host, (uuid,) = split_id(actor.user, oid, 2)
-    return host_call(host, lambda conn: virt_storage.pool_xml_of(conn, uuid, inactive))
+    return call(host, lambda conn: virt_storage.pool_xml_of(conn, uuid, inactive))
 
 
 def create_pool(actor: Actor, host: Host, *, spec: PoolSpec | None = None, xml: str = "", start: bool = True,
@@ -83,13 +84,13 @@ def create_pool(actor: Actor, host: Host, *, spec: PoolSpec | None = None, xml: 
         target.set(kind="pool", text=f"{spec.name if spec else 'from XML'} on {host.name}")
         policy.require(actor.user, policy.CHANGE, host)
         if spec is not None:
-            if spec.type not in host_call(host, virt_storage.offered_types):
+            if spec.type not in call(host, virt_storage.offered_types):
                 raise VirtError(f"This host's libvirt does not offer {POOL_LABELS[spec.type]} pools.",
                                 errors.UNSUPPORTED)
             xml = storagexml.pool_xml(spec)
         if not xml.strip():
             raise VirtError("Fill in the form, or give the pool's XML.", errors.INVALID)
-        info = host_call(host, lambda conn: virt_storage.define_pool(conn, xml, start, build, autostart), SLOW)
+        info = call(host, lambda conn: virt_storage.define_pool(conn, xml, start, build, autostart), SLOW)
         _pool_target(target, host, pool_id(host, info), info.name)
         return info
 
@@ -129,24 +130,24 @@ def update_pool_xml(actor: Actor, oid: str, xml: str) -> PoolInfo:
 
 def list_volumes(actor: Actor, pool_oid: str) -> list[VolumeInfo]:
     host, (uuid,) = split_id(actor.user, pool_oid, 2)
-    return host_call(host, lambda conn: virt_storage.list_volumes(conn, uuid), SLOW)
+    return call(host, lambda conn: virt_storage.list_volumes(conn, uuid), SLOW)
 
 
 def get_volume(actor: Actor, oid: str) -> tuple[Host, VolumeInfo]:
     host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-    return host, host_call(host, lambda conn: virt_storage.get_volume(conn, pool_uuid, name))
+    return host, call(host, lambda conn: virt_storage.get_volume(conn, pool_uuid, name))
 
 
 def volume_xml(actor: Actor, oid: str) -> str:
     host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-    return host_call(host, lambda conn: virt_storage.volume_xml_of(conn, pool_uuid, name))
+    return call(host, lambda conn: virt_storage.volume_xml_of(conn, pool_uuid, name))
 
 
 def create_volume(actor: Actor, pool_oid: str, name: str, fmt: str, capacity_mib: int) -> VolumeInfo:
     with audited(actor, "volume.create") as target:
         target.set(kind="volume", text=f"{name} in {pool_oid}")
         host, (uuid,) = split_id(actor.user, pool_oid, 2)
-        info = host_call(host, lambda conn: virt_volumes.create_volume(conn, uuid, name, fmt, capacity_mib), SLOW)
+        info = call(host, lambda conn: virt_volumes.create_volume(conn, uuid, name, fmt, capacity_mib), SLOW)
         _volume_target(target, host, volume_id(host, info), f"{info.name} in {info.pool_name}")
         target.detail.append(f"{fmt}, {capacity_mib} MiB")
         return info
