@@ -6,6 +6,8 @@ guest agent answers over its virtio channel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import libvirt
 
 from webvirt.virt import domains as virt_domains
@@ -19,7 +21,7 @@ _QUIET = (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED, lib
           libvirt.VIR_ERR_INTERNAL_ERROR)
 
 
-def _add(found: dict[str, dict], mac: str, ip: str, prefix: int, family: str, source: str) -> None:
+def _add(found: dict[str, dict[str, Any]], mac: str, ip: str, prefix: int, family: str, source: str) -> None:
     if not ip or ip.startswith(("127.", "::1", "fe80:")):
         return
     entry = found.setdefault(ip, {"ip": ip, "prefix": prefix, "family": family, "mac": (mac or "").lower(),
@@ -28,7 +30,7 @@ def _add(found: dict[str, dict], mac: str, ip: str, prefix: int, family: str, so
         entry["sources"].append(source)
 
 
-def from_leases(conn: libvirt.virConnect, doc: DomainXML, found: dict[str, dict]) -> None:
+def from_leases(conn: libvirt.virConnect, doc: DomainXML, found: dict[str, dict[str, Any]]) -> None:
     for iface in doc.interfaces:
         if iface.type != "network" or not iface.source_network or not iface.mac:
             continue
@@ -46,7 +48,7 @@ def from_leases(conn: libvirt.virConnect, doc: DomainXML, found: dict[str, dict]
             _add(found, iface.mac, lease.get("ipaddr", ""), lease.get("prefix", 0), family, LEASE)
 
 
-def _from_domain(dom: libvirt.virDomain, source: int, label: str, found: dict[str, dict]) -> None:
+def _from_domain(dom: libvirt.virDomain, source: int, label: str, found: dict[str, dict[str, Any]]) -> None:
     try:
         answer = dom.interfaceAddresses(source, 0)
     except libvirt.libvirtError as exc:
@@ -63,11 +65,11 @@ def has_agent(doc: DomainXML) -> bool:
     return any(node.get("name") == "org.qemu.guest_agent.0" for node in doc.node.findall("./devices/channel/target"))
 
 
-def domain_addresses(conn: libvirt.virConnect, uuid: str) -> list[dict]:
+def domain_addresses(conn: libvirt.virConnect, uuid: str) -> list[dict[str, Any]]:
     """Every address the host knows for the domain: [{ip, prefix, family, mac, sources: [lease|agent|arp]}]."""
     dom = virt_domains.lookup(conn, uuid)
     doc = DomainXML.from_string(dom.XMLDesc(0))
-    found: dict[str, dict] = {}
+    found: dict[str, dict[str, Any]] = {}
     from_leases(conn, doc, found)
     if dom.isActive():
         if has_agent(doc):
@@ -76,12 +78,12 @@ def domain_addresses(conn: libvirt.virConnect, uuid: str) -> list[dict]:
     return sorted(found.values(), key=lambda e: (e["family"], e["ip"]))
 
 
-def lease_addresses(conn: libvirt.virConnect) -> dict[str, list[dict]]:
+def lease_addresses(conn: libvirt.virConnect) -> dict[str, list[dict[str, Any]]]:
     """Domain UUID -> its addresses from every active network's leases, in one pass over the host.
 
     Cheap enough to run for a whole host: one call per network plus one XML read per domain.
     """
-    by_mac: dict[str, list[dict]] = {}
+    by_mac: dict[str, list[dict[str, Any]]] = {}
     for net in conn.listAllNetworks(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE):
         try:
             leases = net.DHCPLeases()
@@ -91,13 +93,13 @@ def lease_addresses(conn: libvirt.virConnect) -> dict[str, list[dict]]:
             raise
         for lease in leases:
             by_mac.setdefault((lease.get("mac") or "").lower(), []).append(lease)
-    result: dict[str, list[dict]] = {}
+    result: dict[str, list[dict[str, Any]]] = {}
     for dom in conn.listAllDomains(0):
         try:
             doc = DomainXML.from_string(dom.XMLDesc(0))
         except libvirt.libvirtError:
             continue
-        found: dict[str, dict] = {}
+        found: dict[str, dict[str, Any]] = {}
         for iface in doc.interfaces:
             for lease in by_mac.get((iface.mac or "").lower(), []):
                 family = "ipv6" if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV6 else "ipv4"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import libvirt
 from lxml import etree
@@ -20,6 +21,7 @@ from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
 from webvirt.virt.storagexml import Volume, new_volume
+from webvirt.virt.xmlobj import detach
 
 FILE_POOL_TYPES = {"dir", "fs", "netfs"}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -37,7 +39,7 @@ class BaseDisk:
     capacity: int
     allocation: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -177,9 +179,9 @@ def make_disk(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: str,
     """One clone disk: an overlay on the base, or a full copy of it (slow: libvirt copies every byte).
     Returns its path."""
     if linked:
-        return pool.createXML(overlay_xml(name, disk), 0).path()
+        return str(pool.createXML(overlay_xml(name, disk), 0).path())
     base = conn.storageVolLookupByPath(disk.path)
-    return pool.createXMLFrom(copy_xml(name, disk), base, 0).path()
+    return str(pool.createXMLFrom(copy_xml(name, disk), base, 0).path())
 
 
 def copied_bytes(conn: libvirt.virConnect, paths: list[str]) -> int:
@@ -227,7 +229,7 @@ def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[s
                      description: str = "") -> str:
     """The clone's definition: new name, UUID and disks; no MACs, ports or per-domain paths copied."""
     root = etree.fromstring(template_xml.encode())
-    root.find("./name").text = name
+    _child(root, "./name").text = name
     uuid_el = root.find("./uuid")
     if uuid_el is None:
         uuid_el = etree.SubElement(root, "uuid")
@@ -240,7 +242,7 @@ def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[s
     for disk in root.findall("./devices/disk"):
         if disk.get("device", "disk") != "disk":
             continue
-        target = disk.find("./target").get("dev")
+        target = _child(disk, "./target").get("dev") or ""
         for node in disk.findall("./readonly") + disk.findall("./backingStore"):
             disk.remove(node)
         source = disk.find("./source")
@@ -252,10 +254,8 @@ def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[s
         driver = disk.find("./driver")
         if driver is not None:
             driver.set("type", "qcow2")
-    for mac in root.findall("./devices/interface/mac"):
-        mac.getparent().remove(mac)  # libvirt gives each clone new MAC addresses.
-    for iface_target in root.findall("./devices/interface/target"):
-        iface_target.getparent().remove(iface_target)
+    for node in root.findall("./devices/interface/mac") + root.findall("./devices/interface/target"):
+        detach(node)  # libvirt gives each clone new MAC addresses and tap devices.
     for graphics in root.findall("./devices/graphics"):
         for attr in ("port", "websocket", "tlsPort"):
             graphics.attrib.pop(attr, None)
@@ -264,11 +264,19 @@ def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[s
     return etree.tostring(root, encoding="unicode")
 
 
+def _child(node: etree._Element, path: str) -> etree._Element:
+    found = node.find(path)
+    if found is None:
+        raise VirtError(f"The template's definition has no {path.lstrip('./')} element.", errors.INVALID)
+    return found
+
+
 def _rename_paths(root: etree._Element, name: str) -> None:
     """Per-domain paths that are not disks (logs, sockets, NVRAM) must not be shared with the template."""
     for log in root.iter("log"):
-        if log.get("file"):
-            log.set("file", re.sub(r"[^/]+$", f"{name}-{re.sub(r'[^/]*/', '', log.get('file'))}", log.get("file")))
+        path = log.get("file")
+        if path:
+            log.set("file", re.sub(r"[^/]+$", f"{name}-{re.sub(r'[^/]*/', '', path)}", path))
     for chardev in root.findall("./devices/*"):
         source = chardev.find("./source")
         if chardev.tag in ("serial", "console", "channel", "parallel") and source is not None:

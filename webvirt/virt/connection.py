@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import libvirt
@@ -230,8 +230,8 @@ class ConnectionManager:
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     @staticmethod
-    def _auth(target: Target) -> list:
-        def callback(credentials: list, _data: object) -> int:
+    def _auth(target: Target) -> list[Any]:
+        def callback(credentials: list[Any], _data: object) -> int:
             for cred in credentials:
                 if cred[0] == libvirt.VIR_CRED_AUTHNAME:
                     cred[4] = target.username
@@ -246,7 +246,7 @@ class ConnectionManager:
     @staticmethod
     def _alive(conn: libvirt.virConnect) -> bool:
         try:
-            return conn.isAlive() == 1
+            return bool(conn.isAlive() == 1)
         except libvirt.libvirtError:
             return False
 

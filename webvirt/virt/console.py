@@ -63,7 +63,7 @@ def vnc_endpoint(conn: libvirt.virConnect, uuid: str, uri: str) -> VncEndpoint:
     listen = node.get("listen") or ""
     listen_node = node.find("./listen")
     if listen_node is not None and listen_node.get("address"):
-        listen = listen_node.get("address")
+        listen = listen_node.get("address") or ""
     has_tcp = port > 0 and (listen_node is None or listen_node.get("type") in (None, "address", "network"))
     parts = urlsplit(uri)
     if "ssh" in parts.scheme:

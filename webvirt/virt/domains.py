@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import libvirt
 
@@ -63,7 +64,7 @@ class DomainSnapshot:
     persistent: bool
     graphics: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -181,14 +182,14 @@ def domain_xml(conn: libvirt.virConnect, uuid: str, inactive: bool = False) -> s
     flags = 0  # Never VIR_DOMAIN_XML_SECURE: graphics passwords stay out of shown XML.
     if inactive and dom.isPersistent():
         flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
-    return dom.XMLDesc(flags)
+    return str(dom.XMLDesc(flags))
 
 
 def _validated(xml: str) -> DomainXML:
     doc = DomainXML.from_string(xml)
     if not (doc.name or "").strip():
         raise VirtError("The domain XML needs a <name>.", errors.INVALID)
-    return doc  # type: ignore[return-value]
+    return doc
 
 
 def define(conn: libvirt.virConnect, xml: str, transient: bool = False) -> DomainSnapshot:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import libvirt
 from lxml import etree
 
@@ -10,7 +12,7 @@ def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
-def host_facts(conn: libvirt.virConnect) -> dict:
+def host_facts(conn: libvirt.virConnect) -> dict[str, Any]:
     """Facts for the host page, read live. All values are JSON-serialisable."""
     model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
     caps = etree.fromstring(conn.getCapabilities().encode())
@@ -19,7 +21,7 @@ def host_facts(conn: libvirt.virConnect) -> dict:
         free_mib = conn.getFreeMemory() // (1024 * 1024)
     except libvirt.libvirtError:
         free_mib = None
-    guests = {}
+    guests: dict[str | None, set[str | None]] = {}
     for guest in caps.findall("./guest"):
         arch = guest.find("./arch")
         if arch is None:

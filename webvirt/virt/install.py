@@ -117,7 +117,7 @@ def disk_name(domain: str) -> str:
 
 def create_disk(conn: libvirt.virConnect, pool: str, name: str, capacity: int) -> str:
     """An empty qcow2 volume (compat 1.1) for a new machine's disk; its path."""
-    return conn.storagePoolLookupByName(pool).createXML(new_volume(name, "qcow2", capacity).to_string(), 0).path()
+    return str(conn.storagePoolLookupByName(pool).createXML(new_volume(name, "qcow2", capacity).to_string(), 0).path())
 
 
 def create_upload_volume(conn: libvirt.virConnect, pool: str, name: str, size: int) -> libvirt.virStorageVol:
@@ -145,7 +145,7 @@ def upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: BinaryI
                 view = view[written:]
             sent += len(chunk)
             on_progress(sent)
-    return vol.path()
+    return str(vol.path())
 
 
 def choices(conn: libvirt.virConnect) -> dict[str, list[str]]:

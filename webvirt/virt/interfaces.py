@@ -7,6 +7,7 @@ netcf hosts (and the test driver) can. Unsupported calls become one clear VirtEr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import libvirt
 
@@ -54,7 +55,7 @@ class InterfaceInfo:
     addresses: list[str]
     members: list[str]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -88,7 +89,7 @@ def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virInterface:
 
 
 def interface_xml(conn: libvirt.virConnect, name: str) -> str:
-    return lookup(conn, name).XMLDesc(0)
+    return str(lookup(conn, name).XMLDesc(0))
 
 
 def bridge_xml(name: str, members: list[str], stp: bool = False, start_mode: str = "none") -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import libvirt
 
@@ -20,6 +21,7 @@ from webvirt.virt.netxml import MODE_LABELS, DHCPHost, Network, address_in
 
 _LIVE = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
 _CONFIG = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 # Reading ----------------------------------------------------------------------------------------
@@ -42,7 +44,7 @@ class NetworkInfo:
     def mode_label(self) -> str:
         return MODE_LABELS.get(self.mode, self.mode)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -55,11 +57,11 @@ def lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virNetwork:
         raise
 
 
-def _leases(net: libvirt.virNetwork, mac: str | None = None) -> list[dict] | None:
+def _leases(net: libvirt.virNetwork, mac: str | None = None) -> list[dict[str, Any]] | None:
     if not net.isActive():
         return []
     try:
-        return net.DHCPLeases(mac) if mac else net.DHCPLeases()
+        return cast('list[dict[Any, Any]] | None', net.DHCPLeases(mac) if mac else net.DHCPLeases())
     except libvirt.libvirtError as exc:
         if exc.get_error_code() in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
             return None
@@ -98,11 +100,11 @@ def network_xml_of(conn: libvirt.virConnect, uuid: str, inactive: bool = False) 
     net = lookup(conn, uuid)
     if inactive and net.isPersistent():
         try:
-            return net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
+            return str(net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
         except libvirt.libvirtError as exc:
             if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
                 raise  # The test driver has no inactive flag: its live XML is the definition.
-    return net.XMLDesc(0)
+    return str(net.XMLDesc(0))
 
 
 def domains_using(conn: libvirt.virConnect, name: str, active_only: bool = True) -> list[str]:
@@ -143,7 +145,7 @@ class Lease:
     domain_uuid: str = ""
     domain_name: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -167,8 +169,8 @@ def leases(conn: libvirt.virConnect, uuid: str) -> list[Lease] | None:
 
 # Checks against the host ------------------------------------------------------------------------
 
-def _existing_subnets(conn: libvirt.virConnect, skip_uuid: str = "") -> list[tuple[str, ipaddress._BaseNetwork]]:
-    subnets: list[tuple[str, ipaddress._BaseNetwork]] = []
+def _existing_subnets(conn: libvirt.virConnect, skip_uuid: str = "") -> list[tuple[str, Subnet]]:
+    subnets: list[tuple[str, Subnet]] = []
     for net in conn.listAllNetworks(0):
         if skip_uuid and net.UUIDString().lower() == skip_uuid.lower():
             continue
@@ -298,7 +300,7 @@ def delete(conn: libvirt.virConnect, uuid: str, force: bool = False) -> str:
         net.destroy()
     if net.isPersistent():
         net.undefine()
-    return name
+    return str(name)
 
 
 def redefine(conn: libvirt.virConnect, uuid: str, xml: str) -> tuple[NetworkInfo, list[str]]:
@@ -341,7 +343,7 @@ def _apply_dhcp_hosts_live(net: libvirt.virNetwork, live: Network, new: Network)
     return applied
 
 
-def _update_host(net: libvirt.virNetwork, command: int, index: int, host: dict, flags: int) -> None:
+def _update_host(net: libvirt.virNetwork, command: int, index: int, host: dict[str, Any], flags: int) -> None:
     xml = DHCPHost.new(**{k: v for k, v in host.items() if v}).to_string()
     net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, index, xml, flags)
 
@@ -387,6 +389,6 @@ def remove_dhcp_host(conn: libvirt.virConnect, uuid: str, mac: str) -> NetworkIn
     raise VirtError(f"Network {net.name()} has no DHCP entry for {mac}.", errors.NOT_FOUND)
 
 
-def dhcp_hosts(conn: libvirt.virConnect, uuid: str) -> list[dict]:
+def dhcp_hosts(conn: libvirt.virConnect, uuid: str) -> list[dict[str, Any]]:
     doc = Network.from_string(lookup(conn, uuid).XMLDesc(0))
     return [host.as_dict() for _i, host in doc.dhcp_hosts()]

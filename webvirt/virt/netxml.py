@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
@@ -24,7 +25,7 @@ class DHCPHost(XMLObject):
     ip = XMLProperty[str]("@ip")
     name = XMLProperty[str]("@name")
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"mac": self.mac or "", "ip": self.ip or "", "name": self.name or ""}
 
 
@@ -104,7 +105,7 @@ class NetworkSpec:
     dhcp_end: str = ""
     ipv6: str = ""  # e.g. fd00:20::1/64
     bridge: str = ""  # for mode "bridge": an existing host bridge
-    hosts: list[dict] = field(default_factory=list)  # static DHCP entries {mac, ip, name}
+    hosts: list[dict[str, Any]] = field(default_factory=list)  # static DHCP entries {mac, ip, name}
 
 
 def _iface(text: str, label: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:

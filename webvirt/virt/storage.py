@@ -7,6 +7,7 @@ their contents is in webvirt.virt.volumes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import libvirt
 from lxml import etree
@@ -47,7 +48,7 @@ class PoolInfo:
     def type_label(self) -> str:
         return POOL_LABELS.get(self.type, self.type)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "used_percent": self.used_percent}
 
 
@@ -64,7 +65,7 @@ class VolumeInfo:
     used_by: list[str]  # domain names
     backs: list[str]  # paths of volumes whose backing file this is (linked clones)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -220,15 +221,15 @@ def pool_xml_of(conn: libvirt.virConnect, uuid: str, inactive: bool = False) -> 
     pool = pool_lookup(conn, uuid)
     if inactive and pool.isPersistent():
         try:
-            return pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
+            return str(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE))
         except libvirt.libvirtError as exc:
             if exc.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
                 raise
-    return pool.XMLDesc(0)
+    return str(pool.XMLDesc(0))
 
 
 def volume_xml_of(conn: libvirt.virConnect, pool_uuid: str, name: str) -> str:
-    return volume_lookup(conn, pool_uuid, name).XMLDesc(0)
+    return str(volume_lookup(conn, pool_uuid, name).XMLDesc(0))
 
 
 # Pools: changing --------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def delete_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, bases: di
                         f"{'that linked clone' if len(clones) == 1 else 'those linked clones'}.", errors.STATE)
     path = vol.path()
     vol.delete(0)
-    return path
+    return str(path)
 
 
 def resize_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, capacity_mib: int) -> VolumeInfo:

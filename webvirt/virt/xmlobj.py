@@ -39,6 +39,13 @@ def parse(text: str | bytes) -> etree._Element:
     return root
 
 
+def detach(node: etree._Element) -> None:
+    """Remove an element from its parent (a root stays as it is)."""
+    parent = node.getparent()
+    if parent is not None:
+        parent.remove(node)
+
+
 T = TypeVar("T")
 X = TypeVar("X", bound="XMLObject")
 
@@ -80,8 +87,8 @@ class XMLProperty(Generic[T]):
             if node is not None:
                 if self.attribute:
                     node.attrib.pop(self.attribute, None)
-                elif node.getparent() is not None:
-                    node.getparent().remove(node)
+                else:
+                    detach(node)
             return
         if self.kind is bool:
             value = "yes" if value else "no"
@@ -166,7 +173,7 @@ class XMLObject:
     def from_string(cls, text: str | bytes) -> Self:
         root = parse(text)
         if cls.tag and root.tag != cls.tag:
-            raise VirtError(f"Expected a <{cls.tag}> element at the top, found <{root.tag}>.", errors.INVALID)
+            raise VirtError(f"Expected a <{cls.tag}> element at the top, found <{root.tag!s}>.", errors.INVALID)
         return cls(root)
 
     @classmethod
@@ -210,7 +217,7 @@ class XMLObject:
     def remove(self, path: str) -> None:
         """Remove every element at `path`."""
         for node in self.node.findall(path):
-            node.getparent().remove(node)
+            detach(node)
 
     def _insert(self, parent: etree._Element, tag: str) -> etree._Element:
         if tag not in self.child_order:
