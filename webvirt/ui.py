@@ -44,11 +44,11 @@ def visible_or_404(request: HttpRequest, queryset: QuerySet, pk: Any) -> Model:
     return get_object_or_404(policy.visible(request.user, queryset), pk=pk)
 
 
-def safe_next(request: HttpRequest, fallback: str) -> str:
+def safe_next(request: HttpRequest, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
-    return fallback
+    return default
 
 
 # Declarations a view makes about its failures ---------------------------------------------------
