@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.conftest import api_for
+from tests.catalog.conftest import api_for, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +20,11 @@ def test_an_action_with_a_format_suffix_is_not_found_not_a_server_error(world):
 
 
 def test_deleting_a_host_that_has_templates_answers_409(world):
-    """A template's host is protected (on_delete=PROTECT): the ProtectedError was a 500."""
+    """A template's host is protected (on_delete=PROTECT): the ProtectedError was a 500, on the API and
+    on the host's delete page alike."""
     response = api_for(world.users["admin"]).delete(f"/api/v1/hosts/{world.host.pk}/")
-    assert response.status_code == 409
-    assert response.json() == {"error": "It is still used by templates; remove those first.", "code": "conflict"}
+    assert response.status_code == 409 and response.json()["code"] == "conflict"
+    assert "delete them before the host" in response.json()["error"]
+    page = client_for(world.users["admin"]).post(f"/hosts/{world.host.pk}/delete/", follow=True)
+    assert page.status_code == 200 and "delete them before the host" in page.content.decode()
     world.host.refresh_from_db()  # still there

@@ -142,6 +142,10 @@ def delete_host(actor: Actor, host: Host) -> None:
     """Forget a host and its cached domains. Nothing on the host itself is touched."""
     with audited(actor, "host.delete", host):
         policy.require(actor.user, policy.DELETE, host)
+        templates = list(host.templates.values_list("name", flat=True)[:5])
+        if templates:
+            raise VirtError(f"Templates live on {host.name} ({', '.join(templates)}); delete them before the host.",
+                            errors.CONFLICT)
         manager.drop(host.target().key)
         manager.forget_key(host.target())
         with transaction.atomic():
