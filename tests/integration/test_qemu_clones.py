@@ -188,6 +188,7 @@ def test_quotas_hold_under_concurrent_requests_and_a_stranger_sees_nothing(  # t
     url = f"{live_stack.url}/api/v1/templates/{tiny_template['id']}/clone/"
 
     def post(token: str, body: dict) -> tuple[int, dict]:
+        body = {"expires_at": (timezone.now() + timedelta(days=1)).isoformat(), **body}  # required of non-admins
         request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
             "Authorization": f"Token {token}", "Content-Type": "application/json"})
         try:
