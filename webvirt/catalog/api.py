@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
@@ -12,6 +15,7 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
+from webvirt.api_base import JOB_ACCEPTED, job_accepted, signed_in
 from webvirt.catalog import quotas, services
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
@@ -21,8 +25,10 @@ from webvirt.virt import clone as virt_clone
 class TemplateSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True)
     disk_gib = serializers.FloatField(read_only=True)
-    users = serializers.SlugRelatedField(many=True, slug_field="username", read_only=True)
-    groups = serializers.SlugRelatedField(many=True, slug_field="name", read_only=True)
+    users: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(many=True, slug_field="username",
+                                                                             read_only=True)
+    groups: serializers.SlugRelatedField[Group] = serializers.SlugRelatedField(many=True, slug_field="name",
+                                                                               read_only=True)
 
     class Meta:
         model = Template
@@ -57,10 +63,10 @@ class CloneSerializer(serializers.Serializer):
 
 
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                      viewsets.GenericViewSet):
+                      viewsets.GenericViewSet[Template]):
     serializer_class = TemplateSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Template]:
         return policy.visible(self.request.user, Template.objects.select_related("host")
                               .prefetch_related("users", "groups"))
 
@@ -78,12 +84,11 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             users=v.get("users"), groups=v.get("groups")))
         return Response(TemplateSerializer(template).data, status=201)
 
-    def destroy(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_template(Actor.from_request(request, "api"), self.get_object())
         return Response(status=204)
 
-    @extend_schema(request=CloneSerializer,
-                   responses={202: {"type": "object", "properties": {"job": {"type": "integer"}}}})
+    @extend_schema(request=CloneSerializer, responses=JOB_ACCEPTED)
     @action(detail=True, methods=["post"])
     def clone(self, request: Request, pk: str | None = None) -> Response:
         """Clone the template `count` times; answers the job that does it."""
@@ -91,9 +96,9 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         data.is_valid(raise_exception=True)
         job = services.clone_template(Actor.from_request(request, "api"), self.get_object(),
                                       services.CloneRequest(**data.validated_data))
-        return Response({"job": job.pk, "url": f"/api/v1/jobs/{job.pk}/"}, status=202)
+        return job_accepted(job)
 
     @action(detail=False, methods=["get"])
     def quota(self, request: Request) -> Response:
         """What the requesting user may still use (null: no limit)."""
-        return Response(quotas.remaining(request.user))
+        return Response(quotas.remaining(signed_in(request)))

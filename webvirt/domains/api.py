@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
@@ -10,6 +14,7 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
+from webvirt.api_base import AutostartSerializer, RawXMLParser, XMLActionMixin, xml_action
 from webvirt.domains import services
 from webvirt.domains.filters import DomainFilter
 from webvirt.domains.models import Domain
@@ -34,33 +39,17 @@ class DefineSerializer(serializers.Serializer):
     transient = serializers.BooleanField(default=False)
 
 
-class XMLSerializer(serializers.Serializer):
-    xml = serializers.CharField(max_length=1024 * 1024, trim_whitespace=False)
-
-
 class ExpirySerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
 
 
-class AutostartSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField()
-
-
-class RawXMLParser(parsers.BaseParser):
-    """Accepts a bare XML body (Content-Type: application/xml) as well as JSON {"xml": ...}."""
-
-    media_type = "application/xml"
-
-    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
-        return {"xml": stream.read().decode("utf-8", errors="replace")}
-
-
-class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                    viewsets.GenericViewSet[Domain]):
     serializer_class = DomainSerializer
     filterset_class = DomainFilter
     parser_classes = [parsers.JSONParser, RawXMLParser, parsers.FormParser, parsers.MultiPartParser]
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Domain]:
         return policy.visible(self.request.user, Domain.objects.select_related("host"))
 
     def actor(self) -> Actor:
@@ -110,22 +99,21 @@ class DomainViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         row = services.set_autostart(self.actor(), self.get_object(), data.validated_data["enabled"])
         return Response(DomainSerializer(row).data)
 
-    @extend_schema(methods=["GET"], responses=XMLSerializer)
-    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
-    @action(detail=True, methods=["get", "put"])
-    def xml(self, request: Request, pk: str | None = None) -> Response:
-        """The domain's XML; PUT replaces its persistent definition after libvirt validates it."""
-        domain = self.get_object()
-        if request.method == "PUT":
-            data = XMLSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            domain = services.update_xml(self.actor(), domain, data.validated_data["xml"])
-            # Answer the definition just saved: a running domain's live XML shows it only after a restart.
-            return Response({"xml": services.get_xml(self.actor(), domain, inactive=True)})
-        return Response({"xml": services.get_xml(self.actor(), domain)})
+    xml = xml_action("The domain's XML; PUT replaces its persistent definition after libvirt validates it.")
+
+    def xml_target(self, pk: str) -> Domain:
+        return self.get_object()
+
+    def read_xml(self, target: Domain) -> str:
+        return services.get_xml(self.actor(), target)
+
+    def write_xml(self, target: Domain, xml: str) -> dict[str, Any]:
+        domain = services.update_xml(self.actor(), target, xml)
+        # Answer the definition just saved: a running domain's live XML shows it only after a restart.
+        return {"xml": services.get_xml(self.actor(), domain, inactive=True)}
 
 
-def _lifecycle_action(verb: str):  # type: ignore[no-untyped-def]
+def _lifecycle_action(verb: str) -> Callable[..., Response]:
     """`POST /domains/{id}/<verb>/`: one route per action, so the schema names each path."""
 
     def run(self: DomainViewSet, request: Request, pk: str | None = None) -> Response:

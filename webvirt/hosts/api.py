@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,7 +32,7 @@ class HostSerializer(serializers.ModelSerializer):
                   "facts_updated", "domain_counts", "created", "updated"]
         read_only_fields = ["status", "status_reason", "status_changed", "facts", "facts_updated", "created",
                             "updated"]
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
     def get_domain_counts(self, host: Host) -> dict[str, int]:
         counted = self.context.get("domain_counts")  # a list's counts, made in one query
@@ -41,33 +44,34 @@ class HostSerializer(serializers.ModelSerializer):
         return services.HostData(**{k: v for k, v in values.items() if k in services.HostData.__dataclass_fields__})
 
 
-class HostViewSet(viewsets.ModelViewSet):
+class HostViewSet(viewsets.ModelViewSet[Host]):
     serializer_class = HostSerializer
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Host]:
         return policy.visible(self.request.user, Host.objects.all())
 
-    def list(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
         hosts = list(page if page is not None else queryset)
         context = {**self.get_serializer_context(), "domain_counts": state_counts_by_host([h.pk for h in hosts])}
-        data = self.get_serializer_class()(hosts, many=True, context=context).data
+        data = HostSerializer(hosts, many=True, context=context).data
         return self.get_paginated_response(data) if page is not None else Response(data)
 
-    def create(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
-        serializer = self.get_serializer(data=request.data)
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = HostSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         host = services.create_host(Actor.from_request(request, "api"), serializer.to_data())
         return Response(self.get_serializer(host).data, status=201)
 
-    def update(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         host = self.get_object()
-        serializer = self.get_serializer(host, data=request.data, partial=kwargs.get("partial", False))
+        serializer = HostSerializer(host, data=request.data, partial=kwargs.get("partial", False),
+                                    context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         host = services.update_host(Actor.from_request(request, "api"), host, serializer.to_data(host))
         return Response(self.get_serializer(host).data)
 
-    def destroy(self, request: Request, *args, **kwargs) -> Response:  # type: ignore[no-untyped-def]
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_host(Actor.from_request(request, "api"), self.get_object())
         return Response(status=204)

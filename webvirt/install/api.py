@@ -12,13 +12,12 @@ from rest_framework.views import APIView
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
+from webvirt.api_base import JOB_ACCEPTED, job_accepted
 from webvirt.hosts.models import Host
 from webvirt.install import services
 from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
 from webvirt.virt.install import BOOT_DEVICES, GRAPHICS
-
-JOB_ANSWER = {202: {"type": "object", "properties": {"job": {"type": "integer"}, "url": {"type": "string"}}}}
 
 
 class InstallSerializer(serializers.Serializer):
@@ -51,21 +50,17 @@ def visible_host(request: Request, pk: int) -> Host:
     return host
 
 
-def job_response(job) -> Response:  # type: ignore[no-untyped-def]
-    return Response({"job": job.pk, "url": f"/api/v1/jobs/{job.pk}/"}, status=202)
-
-
 class InstallView(APIView):
     """Install a new machine: create its disk, define it with the ISO as a CD-ROM, start it (a job)."""
 
-    @extend_schema(request=InstallSerializer, responses=JOB_ANSWER)
+    @extend_schema(request=InstallSerializer, responses=JOB_ACCEPTED)
     def post(self, request: Request) -> Response:
         data = InstallSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
         host = visible_host(request, v.pop("host"))
         job = services.start_install(Actor.from_request(request, "api"), host, services.InstallRequest(**v))
-        return job_response(job)
+        return job_accepted(job)
 
 
 class UploadView(APIView):
@@ -73,14 +68,14 @@ class UploadView(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses=JOB_ANSWER)
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses=JOB_ACCEPTED)
     def post(self, request: Request) -> Response:
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         host = visible_host(request, v["host"])
         job = services.start_upload(Actor.from_request(request, "api"), host, v["pool"], v["name"], v["file"])
-        return job_response(job)
+        return job_accepted(job)
 
 
 urlpatterns = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -36,11 +37,11 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(viewsets.ReadOnlyModelViewSet[Job]):
     serializer_class = JobSerializer
     filterset_class = JobFilter
 
-    def get_queryset(self):  # type: ignore[no-untyped-def]
+    def get_queryset(self) -> QuerySet[Job]:
         return policy.visible(self.request.user, Job.objects.select_related("user"))
 
     @extend_schema(request=None, responses=JobSerializer)

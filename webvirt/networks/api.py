@@ -6,11 +6,14 @@ by their own composite id (`/networks/<host>:<uuid>/`, `/interfaces/<host>:<name
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import parsers, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
@@ -18,11 +21,11 @@ from rest_framework.views import APIView
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import LiveObjectViewSet, truthy
-from webvirt.domains.api import AutostartSerializer, RawXMLParser, XMLSerializer
+from webvirt.api_base import AutostartSerializer, LiveObjectViewSet, RawXMLParser, XMLActionMixin, truthy, xml_action
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import make_id
 from webvirt.networks import services
+from webvirt.virt.interfaces import InterfaceInfo
 from webvirt.virt.networks import NetworkInfo
 from webvirt.virt.netxml import MODES, NetworkSpec
 
@@ -125,7 +128,7 @@ class HostNetworksView(APIView):
         return Response(network_data(host, info), status=201)
 
 
-class NetworkViewSet(LiveObjectViewSet):
+class NetworkViewSet(XMLActionMixin, LiveObjectViewSet):
     """One network, by its id `<host id>:<uuid>`."""
 
     serializer_class = NetworkSerializer
@@ -145,48 +148,43 @@ class NetworkViewSet(LiveObjectViewSet):
     @extend_schema(request=None, responses=NetworkSerializer)
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str) -> Response:
-        host, _ = services.get_network(self.actor(), pk)
-        return Response(network_data(host, services.run_action(self.actor(), pk, "start")))
+        info = services.run_action(self.actor(), pk, "start")
+        return Response(network_data(self.split(pk)[0], info))
 
     @extend_schema(request=StopSerializer, responses=NetworkSerializer)
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str) -> Response:
         data = StopSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        host, _ = services.get_network(self.actor(), pk)
-        return Response(network_data(host, services.run_action(self.actor(), pk, "stop",
-                                                               data.validated_data["force"])))
+        info = services.run_action(self.actor(), pk, "stop", data.validated_data["force"])
+        return Response(network_data(self.split(pk)[0], info))
 
     @extend_schema(request=AutostartSerializer, responses=NetworkSerializer)
     @action(detail=True, methods=["post"])
     def autostart(self, request: Request, pk: str) -> Response:
         data = AutostartSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        host, _ = services.get_network(self.actor(), pk)
-        return Response(network_data(host, services.set_autostart(self.actor(), pk, data.validated_data["enabled"])))
+        info = services.set_autostart(self.actor(), pk, data.validated_data["enabled"])
+        return Response(network_data(self.split(pk)[0], info))
 
-    @extend_schema(methods=["GET"], responses=XMLSerializer)
-    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
-    @action(detail=True, methods=["get", "put"])
-    def xml(self, request: Request, pk: str) -> Response:
-        """The network's definition; PUT replaces it (DHCP host changes reach a running network at once)."""
-        if request.method == "PUT":
-            data = XMLSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            _info, applied = services.update_xml(self.actor(), pk, data.validated_data["xml"])
-            return Response({"xml": services.get_xml(self.actor(), pk), "applied_live": applied})
-        return Response({"xml": services.get_xml(self.actor(), pk)})
+    xml = xml_action("The network's definition; PUT replaces it (DHCP host changes reach a running network at once).")
+
+    def read_xml(self, target: str) -> str:
+        return services.get_xml(self.actor(), target)
+
+    def write_xml(self, target: str, xml: str) -> dict[str, Any]:
+        _info, applied = services.update_xml(self.actor(), target, xml)
+        return {"xml": self.read_xml(target), "applied_live": applied}
 
     @extend_schema(responses=LeaseSerializer(many=True))
     @action(detail=True, methods=["get"])
     def leases(self, request: Request, pk: str) -> Response:
         """DHCP leases: MAC, IP, hostname, expiry, and the domain holding each."""
-        host, _ = services.get_network(self.actor(), pk)
         found = services.leases(self.actor(), pk)
         if found is None:
             return Response({"error": "This host's libvirt cannot list DHCP leases.", "code": "unsupported"},
                             status=400)
-        ids = services.domain_ids(host, [le.domain_uuid for le in found if le.domain_uuid])
+        ids = services.domain_ids(self.split(pk)[0], [le.domain_uuid for le in found if le.domain_uuid])
         return Response([{**le.as_dict(), "domain": ids.get(le.domain_uuid)} for le in found])
 
     @extend_schema(methods=["GET"], responses=DHCPHostSerializer(many=True))
@@ -219,7 +217,7 @@ class InterfaceSerializer(serializers.Serializer):
     start = serializers.BooleanField(write_only=True, default=False)
 
 
-def interface_data(host: Host, info) -> dict:  # type: ignore[no-untyped-def]
+def interface_data(host: Host, info: InterfaceInfo) -> dict:
     return {"id": make_id(host, info.name), "host": host.pk, **info.as_dict()}
 
 
@@ -243,20 +241,16 @@ class HostInterfacesView(APIView):
         return Response(interface_data(host, info), status=201)
 
 
-class InterfaceViewSet(LiveObjectViewSet):
+class InterfaceViewSet(XMLActionMixin, LiveObjectViewSet):
     """One host interface, by its id `<host id>:<name>`."""
 
     serializer_class = InterfaceSerializer
     parser_classes = [parsers.JSONParser, RawXMLParser]
 
     def _one(self, pk: str) -> dict:
-        host_pk = int(pk.split(":", 1)[0])
-        host = Host.objects.get(pk=host_pk)
-        name = pk.split(":", 1)[1]
+        host, (name,) = self.split(pk)
         found = [i for i in services.list_interfaces(self.actor(), host) if i.name == name]
         if not found:
-            from rest_framework.exceptions import NotFound
-
             raise NotFound(f"The host has no interface named '{name}'.")
         return interface_data(host, found[0])
 
@@ -281,15 +275,14 @@ class InterfaceViewSet(LiveObjectViewSet):
         services.interface_action(self.actor(), pk, "stop")
         return Response(self._one(pk))
 
-    @extend_schema(methods=["GET"], responses=XMLSerializer)
-    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
-    @action(detail=True, methods=["get", "put"])
-    def xml(self, request: Request, pk: str) -> Response:
-        if request.method == "PUT":
-            data = XMLSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            services.update_interface_xml(self.actor(), pk, data.validated_data["xml"])
-        return Response({"xml": services.interface_xml(self.actor(), pk)})
+    xml = xml_action("The interface's definition; PUT replaces it after libvirt validates it.")
+
+    def read_xml(self, target: str) -> str:
+        return services.interface_xml(self.actor(), target)
+
+    def write_xml(self, target: str, xml: str) -> dict[str, Any]:
+        services.update_interface_xml(self.actor(), target, xml)
+        return {"xml": self.read_xml(target)}
 
 
 router = SimpleRouter()

@@ -8,6 +8,9 @@ the job that does the work (follow it at `/api/v1/jobs/<job>/`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,8 +23,15 @@ from rest_framework.views import APIView
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import LiveObjectViewSet, truthy
-from webvirt.domains.api import AutostartSerializer, XMLSerializer
+from webvirt.api_base import (
+    JOB_ACCEPTED,
+    AutostartSerializer,
+    LiveObjectViewSet,
+    XMLActionMixin,
+    job_accepted,
+    truthy,
+    xml_action,
+)
 from webvirt.hosts.models import Host
 from webvirt.storage import services
 from webvirt.virt.storage import PoolInfo, VolumeInfo
@@ -43,7 +53,8 @@ class PoolSerializer(serializers.Serializer):
     available = serializers.IntegerField(read_only=True, help_text="bytes")
     used_percent = serializers.IntegerField(read_only=True)
     target_path = serializers.CharField(read_only=True)
-    source = serializers.CharField(read_only=True)
+    # `Any`: the stubs see `Field.source` here; DRF takes declared fields off the class, so no clash at run time.
+    source: Any = serializers.CharField(read_only=True)
     volumes = serializers.IntegerField(read_only=True, allow_null=True)
 
 
@@ -113,15 +124,6 @@ class UploadSerializer(serializers.Serializer):
                                  help_text="The new volume's name; the file's name when empty.")
 
 
-class JobAnswer(serializers.Serializer):
-    job = serializers.IntegerField()
-    url = serializers.CharField()
-
-
-def job_answer(job) -> Response:  # type: ignore[no-untyped-def]
-    return Response({"job": job.pk, "url": f"/api/v1/jobs/{job.pk}/"}, status=202)
-
-
 class HostPoolsView(APIView):
     """The storage pools of one host (read live), and defining a new one."""
 
@@ -142,7 +144,7 @@ class HostPoolsView(APIView):
         return Response(pool_data(host, info), status=201)
 
 
-class PoolViewSet(LiveObjectViewSet):
+class PoolViewSet(XMLActionMixin, LiveObjectViewSet):
     """One storage pool, by its id `<host id>:<uuid>`."""
 
     serializer_class = PoolSerializer
@@ -169,15 +171,14 @@ class PoolViewSet(LiveObjectViewSet):
         data.is_valid(raise_exception=True)
         return self._answer(pk, services.set_pool_autostart(self.actor(), pk, data.validated_data["enabled"]))
 
-    @extend_schema(methods=["GET"], responses=XMLSerializer)
-    @extend_schema(methods=["PUT"], request=XMLSerializer, responses=XMLSerializer)
-    @action(detail=True, methods=["get", "put"])
-    def xml(self, request: Request, pk: str) -> Response:
-        if request.method == "PUT":
-            data = XMLSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            services.update_pool_xml(self.actor(), pk, data.validated_data["xml"])
-        return Response({"xml": services.pool_xml(self.actor(), pk)})
+    xml = xml_action("The pool's definition; PUT replaces it after libvirt validates it.")
+
+    def read_xml(self, target: str) -> str:
+        return services.pool_xml(self.actor(), target)
+
+    def write_xml(self, target: str, xml: str) -> dict[str, Any]:
+        services.update_pool_xml(self.actor(), target, xml)
+        return {"xml": self.read_xml(target)}
 
     @extend_schema(methods=["GET"], responses=VolumeSerializer(many=True))
     @extend_schema(methods=["POST"], request=VolumeSerializer, responses=VolumeSerializer)
@@ -193,18 +194,18 @@ class PoolViewSet(LiveObjectViewSet):
             return Response(volume_data(host, info), status=201)
         return Response([volume_data(host, v) for v in services.list_volumes(self.actor(), pk)])
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: JobAnswer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses=JOB_ACCEPTED)
     @action(detail=True, methods=["post"], parser_classes=[parsers.MultiPartParser, parsers.FormParser])
     def upload(self, request: Request, pk: str) -> Response:
         """Upload a file as a new (raw) volume: a job streams it into the pool through libvirt."""
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return job_answer(services.start_upload(self.actor(), pk, data.validated_data["name"],
+        return job_accepted(services.start_upload(self.actor(), pk, data.validated_data["name"],
                                                 data.validated_data["file"]))
 
 
-def _pool_action(verb: str):  # type: ignore[no-untyped-def]
-    def run(self: PoolViewSet, request: Request, pk: str | None = None) -> Response:
+def _pool_action(verb: str) -> Callable[..., Response]:
+    def run(self: PoolViewSet, request: Request, pk: str) -> Response:
         return self._answer(pk, services.pool_action(self.actor(), pk, verb))
 
     run.__name__ = f"pool_{verb}"
@@ -217,7 +218,7 @@ for _verb in services.POOL_ACTIONS:
     setattr(PoolViewSet, f"pool_{_verb}", _pool_action(_verb))
 
 
-class VolumeViewSet(LiveObjectViewSet):
+class VolumeViewSet(XMLActionMixin, LiveObjectViewSet):
     """One volume, by its id `<host id>:<pool uuid>:<name>`."""
 
     serializer_class = VolumeSerializer
@@ -240,24 +241,24 @@ class VolumeViewSet(LiveObjectViewSet):
         host, _ = services.get_volume(self.actor(), pk)
         return Response(volume_data(host, info))
 
-    @extend_schema(request=CloneSerializer, responses={202: JobAnswer})
+    @extend_schema(request=CloneSerializer, responses=JOB_ACCEPTED)
     @action(detail=True, methods=["post"])
     def clone(self, request: Request, pk: str) -> Response:
         """Copy the volume (same pool, new name) in a job."""
         data = CloneSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return job_answer(services.start_clone(self.actor(), pk, data.validated_data["name"]))
+        return job_accepted(services.start_clone(self.actor(), pk, data.validated_data["name"]))
 
-    @extend_schema(request=None, responses={202: JobAnswer})
+    @extend_schema(request=None, responses=JOB_ACCEPTED)
     @action(detail=True, methods=["post"])
     def download(self, request: Request, pk: str) -> Response:
         """Start a job that streams the volume into a file; the finished job's result has its `url`."""
-        return job_answer(services.start_download(self.actor(), pk))
+        return job_accepted(services.start_download(self.actor(), pk))
 
-    @extend_schema(responses=XMLSerializer)
-    @action(detail=True, methods=["get"])
-    def xml(self, request: Request, pk: str) -> Response:
-        return Response({"xml": services.volume_xml(self.actor(), pk)})
+    xml = xml_action("The volume's definition (read only: resize it, or copy it under another name).", writable=False)
+
+    def read_xml(self, target: str) -> str:
+        return services.volume_xml(self.actor(), target)
 
 
 router = SimpleRouter()
