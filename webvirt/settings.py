@@ -203,7 +203,7 @@ CELERY_BEAT_SCHEDULE = {
     # Expired clones are removed within half a minute of their expiry.
     "expire-clones": {"task": "webvirt.catalog.expire", "schedule": 30.0},
     # Domains' addresses from DHCP leases reach the list within half a minute of a lease change.
-    "refresh-addresses": {"task": "webvirt.networks.refresh_addresses", "schedule": 30.0},
+    "refresh-addresses": {"task": "webvirt.domains.refresh_addresses", "schedule": 30.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from webvirt.domains import addresses as services
 from webvirt.domains.models import Domain
-from webvirt.networks import services
 
 pytestmark = pytest.mark.django_db
 

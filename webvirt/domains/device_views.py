@@ -3,6 +3,9 @@ and interfaces or change CD-ROM media. Loaded after the page (htmx), so the page
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,16 +16,24 @@ from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.domains import devices
 from webvirt.domains import services as domain_services
+from webvirt.domains.addresses import refresh_addresses
+from webvirt.domains.forms import (
+    AttachDiskForm,
+    AttachInterfaceForm,
+    DetachDiskForm,
+    DetachInterfaceForm,
+    DeviceForm,
+    MediaForm,
+)
 from webvirt.domains.models import Domain
-from webvirt.networks import services as network_services
-from webvirt.ui import fallback, visible_or_404
+from webvirt.ui import cleaned, fallback, visible_or_404
 from webvirt.virt.devices import BUSES
 
 
 def devices_panel(request: HttpRequest, pk: int) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
     actor = Actor.from_request(request)
-    addresses = network_services.refresh_addresses(actor, domain)
+    addresses = refresh_addresses(actor, domain)
     can_change = policy.is_admin(request.user)
     choices = devices.choices(actor, domain) if can_change else None
     doc = domain_services.details(actor, domain).doc if can_change else None
@@ -36,28 +47,29 @@ def _devices_panel(request: HttpRequest, pk: int, **_: str) -> str:
     return reverse("domains:detail", args=[pk]) + "#devices"
 
 
+# Each change the panel's forms post: its form and the function of webvirt.domains.devices doing it.
+CHANGES: dict[str, tuple[type[DeviceForm], Callable[..., Any]]] = {
+    "attach-disk": (AttachDiskForm, devices.attach_volume),
+    "detach-disk": (DetachDiskForm, devices.detach_disk),
+    "attach-interface": (AttachInterfaceForm, devices.attach_interface),
+    "detach-interface": (DetachInterfaceForm, devices.detach_interface),
+    "media": (MediaForm, devices.change_media),
+}
+
+
 @fallback(_devices_panel)
 @require_POST
 def device_change(request: HttpRequest, pk: int, op: str) -> HttpResponse:
     domain = visible_or_404(request, Domain.objects.select_related("host"), pk)
-    actor, post = Actor.from_request(request), request.POST
-    if op == "attach-disk":
-        dev = devices.attach_volume(actor, domain, post.get("volume", ""), post.get("bus", "virtio"),
-                                    bool(post.get("readonly")))
-        messages.success(request, f"{post.get('volume')} is attached to {domain.name} as {dev}.")
-    elif op == "detach-disk":
-        devices.detach_disk(actor, domain, post.get("target", ""))
-        messages.success(request, f"Disk {post.get('target')} is detached from {domain.name}.")
-    elif op == "attach-interface":
-        mac = devices.attach_interface(actor, domain, post.get("network", ""), post.get("model", "virtio"))
-        messages.success(request, f"{domain.name} has a new interface {mac} on {post.get('network')}.")
-    elif op == "detach-interface":
-        devices.detach_interface(actor, domain, post.get("mac", ""))
-        messages.success(request, f"Interface {post.get('mac')} is detached from {domain.name}.")
-    elif op == "media":
-        devices.change_media(actor, domain, post.get("target", ""), post.get("path", ""))
-        messages.success(request, f"{post.get('target')}: " + (f"{post.get('path')} is inserted."
-                                                               if post.get("path") else "ejected."))
-    else:
+    if op not in CHANGES:
         messages.error(request, f"'{op}' is not a device change webvirt knows.")
+        return redirect(_devices_panel(request, pk))
+    form_class, change = CHANGES[op]
+    actor, form = Actor.from_request(request), form_class(request.POST)
+    if not form.is_valid():
+        # Someone who may not change the devices hears that, not what is wrong with what they sent.
+        devices.require_change(actor, domain)
+        cleaned(form)
+    result = change(actor, domain, *form.arguments())
+    messages.success(request, form.done(domain.name, result))
     return redirect(_devices_panel(request, pk))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import libvirt
+
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
@@ -21,7 +23,8 @@ from webvirt.virt.storage import VolumeInfo
 SLOW = 30.0  # a guest may take a while to let go of a device
 
 
-def _require(actor: Actor, domain: Domain) -> None:
+def require_change(actor: Actor, domain: Domain) -> None:
+    """Refuse unless `actor` may change `domain`'s devices (see the module's docstring)."""
     policy.require(actor.user, policy.CHANGE, domain)
     policy.require_admin(actor.user)
 
@@ -29,7 +32,7 @@ def _require(actor: Actor, domain: Domain) -> None:
 def attach_volume(actor: Actor, domain: Domain, volume_path: str, bus: str = "virtio",
                   readonly: bool = False) -> str:
     with audited(actor, "domain.attach_disk", domain) as target:
-        _require(actor, domain)
+        require_change(actor, domain)
         dev = call(domain.host, lambda conn: virt_devices.attach_volume(conn, domain.uuid, volume_path, bus,
                                                                         readonly), SLOW)
         target.detail.append(f"{volume_path} as {dev}")
@@ -38,7 +41,7 @@ def attach_volume(actor: Actor, domain: Domain, volume_path: str, bus: str = "vi
 
 def detach_disk(actor: Actor, domain: Domain, dev: str) -> str:
     with audited(actor, "domain.detach_disk", domain) as target:
-        _require(actor, domain)
+        require_change(actor, domain)
         source = call(domain.host, lambda conn: virt_devices.detach_disk(conn, domain.uuid, dev), SLOW)
         target.detail.append(f"{dev} ({source or 'empty'})")
         return source
@@ -46,7 +49,7 @@ def detach_disk(actor: Actor, domain: Domain, dev: str) -> str:
 
 def attach_interface(actor: Actor, domain: Domain, network: str, model: str = "virtio", mac: str = "") -> str:
     with audited(actor, "domain.attach_interface", domain) as target:
-        _require(actor, domain)
+        require_change(actor, domain)
         mac = call(domain.host, lambda conn: virt_devices.attach_interface(conn, domain.uuid, network, model,
                                                                            mac), SLOW)
         target.detail.append(f"{mac} on {network}")
@@ -55,7 +58,7 @@ def attach_interface(actor: Actor, domain: Domain, network: str, model: str = "v
 
 def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
     with audited(actor, "domain.detach_interface", domain) as target:
-        _require(actor, domain)
+        require_change(actor, domain)
         source = call(domain.host, lambda conn: virt_devices.detach_interface(conn, domain.uuid, mac), SLOW)
         target.detail.append(f"{mac} ({source})")
         return source
@@ -63,7 +66,7 @@ def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
 
 def change_media(actor: Actor, domain: Domain, dev: str, iso_path: str = "") -> None:
     with audited(actor, "domain.change_media", domain) as target:
-        _require(actor, domain)
+        require_change(actor, domain)
         call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
              virt_devices.MEDIA_SECONDS)
         target.detail.append(f"{dev}: {iso_path or 'ejected'}")
@@ -80,9 +83,9 @@ class Choices:
 
 
 def choices(actor: Actor, domain: Domain) -> Choices:
-    _require(actor, domain)
+    require_change(actor, domain)
 
-    def read(conn):  # type: ignore[no-untyped-def]
+    def read(conn: libvirt.virConnect) -> Choices:
         volumes = virt_storage.all_volumes(conn)
         return Choices(volumes=[v for v in volumes if not v.name.lower().endswith(".iso")],
                        isos=[v for v in volumes if v.name.lower().endswith(".iso")],

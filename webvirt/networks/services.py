@@ -1,4 +1,4 @@
-"""Virtual networks, host interfaces and domains' IP addresses: shared by the views, the API and tasks.
+"""Virtual networks and host interfaces: shared by the views and the API.
 
 Networks and interfaces are read live from their host (with a timeout) and named by composite ids
 (see webvirt.hosts.objects). Only administrators manage them: for anyone else, hosts and therefore
@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from django.utils import timezone
-
 from webvirt.accounts import policy
-from webvirt.accounts.audit import audited
+from webvirt.accounts.audit import Target, audited
 from webvirt.accounts.policy import Actor
+from webvirt.domains.addresses import refresh_host_addresses
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import act, acting, make_id, split_id
-from webvirt.virt import addresses as virt_addresses
 from webvirt.virt import errors
 from webvirt.virt import interfaces as virt_interfaces
 from webvirt.virt import networks as virt_networks
@@ -35,7 +33,7 @@ def network_id(host: Host, info: NetworkInfo) -> str:
     return make_id(host, info.uuid)
 
 
-def _target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+def _target(target: Target, host: Host, oid: str, name: str) -> None:
     target.set(kind="network", ident=oid, text=f"{name} on {host.name}")
 
 
@@ -61,7 +59,7 @@ def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
     host, (uuid,) = split_id(actor.user, oid, 2)
     found = call(host, lambda conn: virt_networks.leases(conn, uuid))
     if found:
-        refresh_host_addresses(host)
+        refresh_host_addresses(host)  # the leases just read are the freshest word on domains' addresses
     return found
 
 
@@ -173,64 +171,3 @@ def interface_action(actor: Actor, oid: str, action: str) -> InterfaceInfo | Non
 def update_interface_xml(actor: Actor, oid: str, xml: str) -> InterfaceInfo:
     return act(actor, "interface.edit_xml", "interface", oid,
                lambda conn, name: virt_interfaces.redefine(conn, name, xml), timeout=SLOW)
-
-
-# Domains' IP addresses --------------------------------------------------------------------------
-
-def _store_addresses(row: Domain, found: list[dict]) -> bool:
-    """Write a domain's addresses into the cache; True (and an event) when they changed."""
-    now = timezone.now()
-    changed = found != row.addresses
-    Domain.objects.filter(pk=row.pk).update(addresses=found, addresses_updated=now)
-    row.addresses, row.addresses_updated = found, now
-    if changed:
-        from webvirt.events.publish import domain_message, publish
-
-        publish(domain_message(row))
-    return changed
-
-
-def refresh_addresses(actor: Actor, domain: Domain) -> list[dict]:
-    """Read the domain's addresses now (leases, guest agent, ARP) into the cache; the cached ones on failure."""
-    policy.require(actor.user, policy.VIEW, domain)
-    try:
-        found = call(domain.host, lambda conn: virt_addresses.domain_addresses(conn, domain.uuid))
-    except VirtError:
-        return domain.addresses
-    _store_addresses(domain, found)
-    return found
-
-
-def refresh_host_addresses(host: Host) -> int:
-    """Re-read every active network's leases on `host` into its domains' cached addresses.
-
-    Addresses the guest agent or ARP reported stay until the domain's page reads them again.
-    Returns how many domains changed.
-    """
-    try:
-        by_uuid = call(host, virt_addresses.lease_addresses, SLOW)
-    except VirtError:
-        return 0
-    changed = 0
-    for row in Domain.objects.filter(host=host).select_related("host"):
-        merged: dict[str, dict] = {}
-        if row.state == "running":  # what the agent or ARP said holds while the domain runs
-            for entry in row.addresses:
-                rest = [s for s in entry.get("sources", []) if s != virt_addresses.LEASE]
-                if rest:
-                    merged[entry["ip"]] = {**entry, "sources": rest}
-        for entry in by_uuid.get(row.uuid, []):
-            if entry["ip"] in merged:
-                merged[entry["ip"]]["sources"] = [virt_addresses.LEASE, *merged[entry["ip"]]["sources"]]
-            else:
-                merged[entry["ip"]] = entry
-        found = sorted(merged.values(), key=lambda e: (e["family"], e["ip"]))
-        if found != row.addresses:
-            _store_addresses(row, found)
-            changed += 1
-    return changed
-
-
-def refresh_all_addresses() -> int:
-    """The periodic lease refresh: every online host's leases into the cache."""
-    return sum(refresh_host_addresses(host) for host in Host.objects.exclude(status=Host.OFFLINE))
