@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,6 +306,6 @@ def _quiet_close(conn: libvirt.virConnect) -> None:
         pass
 
 
-def _close_late(future) -> None:  # type: ignore[no-untyped-def]
+def _close_late(future: Future[libvirt.virConnect]) -> None:
     if future.exception() is None:
         _quiet_close(future.result())

@@ -124,7 +124,8 @@ def define_bridge(conn: libvirt.virConnect, name: str, members: list[str], stp: 
     return _info(iface)
 
 
-def _change(conn: libvirt.virConnect, name: str, verb: str, fn_name: str, *args: int) -> InterfaceInfo | None:
+def _change(conn: libvirt.virConnect, name: str, verb: str, fn_name: str, *args: int) -> libvirt.virInterface:
+    """Call `fn_name` on the interface; the interface, for callers that describe it afterwards."""
     iface = lookup(conn, name)
     try:
         getattr(iface, fn_name)(*args)
@@ -132,19 +133,19 @@ def _change(conn: libvirt.virConnect, name: str, verb: str, fn_name: str, *args:
         if _unsupported(exc):
             raise VirtError(UNSUPPORTED.format(verb=verb), errors.UNSUPPORTED, detail=str(exc)) from None
         raise
-    return None if fn_name == "undefine" else _info(iface)
+    return iface
 
 
 def start(conn: libvirt.virConnect, name: str) -> InterfaceInfo:
     if lookup(conn, name).isActive():
         raise VirtError(f"Interface {name} is already up.", errors.STATE)
-    return _change(conn, name, "start", "create", 0)  # type: ignore[return-value]
+    return _info(_change(conn, name, "start", "create", 0))
 
 
 def stop(conn: libvirt.virConnect, name: str) -> InterfaceInfo:
     if not lookup(conn, name).isActive():
         raise VirtError(f"Interface {name} is already down.", errors.STATE)
-    return _change(conn, name, "stop", "destroy", 0)  # type: ignore[return-value]
+    return _info(_change(conn, name, "stop", "destroy", 0))
 
 
 def undefine(conn: libvirt.virConnect, name: str) -> None:
