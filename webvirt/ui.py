@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 from urllib.parse import urlsplit
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.forms import BaseForm
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -32,16 +34,26 @@ from webvirt.accounts import policy
 from webvirt.accounts.policy import Denied
 from webvirt.virt.errors import VirtError
 
+if TYPE_CHECKING:  # Only named: the auth models may not be loaded yet when this module is.
+    from django.contrib.auth.models import User
+
 T = TypeVar("T")
 D = TypeVar("D")
-View = TypeVar("View", bound=Callable[..., HttpResponse])
+M = TypeVar("M", bound=Model)
+F = TypeVar("F", bound=forms.Field)
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 # What the boundary turns into a sentence; anything else is a bug and stays a 500.
 FAILURES = (VirtError, Denied, ValidationError)
 
 
-def visible_or_404(request: HttpRequest, queryset: QuerySet, pk: Any) -> Model:
+def visible_or_404(request: HttpRequest, queryset: QuerySet[M], pk: Any) -> M:
     return get_object_or_404(policy.visible(request.user, queryset), pk=pk)
+
+
+def signed_in(request: HttpRequest) -> User:
+    """The user of a page's request: LoginRequiredMiddleware lets no anonymous request reach a page."""
+    return cast("User", request.user)
 
 
 def safe_next(request: HttpRequest, default: str) -> str:
@@ -60,7 +72,7 @@ def fallback(to: Callable[..., str]) -> Callable[[View], View]:
     """
 
     def declare(view: View) -> View:
-        view.error_fallback = to  # type: ignore[attr-defined]
+        view.error_fallback = to  # type: ignore[attr-defined]  # a declaration kept on the function itself
         return view
 
     return declare
@@ -69,13 +81,17 @@ def fallback(to: Callable[..., str]) -> Callable[[View], View]:
 def plain_errors(view: View) -> View:
     """Declare that this view answers a failure as a short text and a status, not with a page or a
     redirect: it serves something a page embeds (an image), where a redirect would show nothing."""
-    view.plain_errors = True  # type: ignore[attr-defined]
+    view.plain_errors = True  # type: ignore[attr-defined]  # a declaration kept on the function itself
     return view
 
 
 # Failures a page renders around -----------------------------------------------------------------
 
-def attempt(call: Callable[[], T], default: D = None) -> tuple[T | D, VirtError | None]:  # type: ignore[assignment]
+@overload
+def attempt(call: Callable[[], T]) -> tuple[T | None, VirtError | None]: ...
+@overload
+def attempt(call: Callable[[], T], default: D) -> tuple[T | D, VirtError | None]: ...
+def attempt(call: Callable[[], T], default: object = None) -> tuple[object, VirtError | None]:
     """`call()`, or `default` and the VirtError: for pages that still work when a host is down.
 
     Only libvirt's failures are caught; a refusal by the policy goes on to the boundary.
@@ -104,6 +120,15 @@ def shown_here(request: HttpRequest, form: BaseForm | None = None) -> Iterator[N
         if exc.hidden:
             raise Http404(exc.message) from None
         messages.error(request, exc.message)
+
+
+def field_of(form: BaseForm, name: str, kind: type[F]) -> F:
+    """The form's field `name`, known to be a `kind`: `form.fields` holds them as plain Fields, and a
+    form that sets a field's choices or queryset at run time needs it as what it is."""
+    field = form.fields[name]
+    if not isinstance(field, kind):
+        raise TypeError(f"{type(form).__name__}.{name} is a {type(field).__name__}, not a {kind.__name__}.")
+    return field
 
 
 def cleaned(form: BaseForm, sentence: str = "") -> dict[str, Any]:

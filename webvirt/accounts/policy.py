@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.conf import settings
 from django.db.models import Model, Q, QuerySet
 from rest_framework.permissions import BasePermission
+
+if TYPE_CHECKING:  # For casts only: the apps' models load after this module.
+    from webvirt.domains.models import Domain
+    from webvirt.jobs.models import Job
+
+M = TypeVar("M", bound=Model)
 
 VIEW = "view"
 CHANGE = "change"
@@ -47,7 +53,7 @@ def is_admin(user: Any) -> bool:
     return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
 
 
-def visible(user: Any, queryset: QuerySet) -> QuerySet:
+def visible(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:
     """The objects of `queryset` that `user` may see."""
     if is_admin(user):
         return queryset
@@ -72,11 +78,12 @@ def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
         return True
     if user is None or not user.is_authenticated or not isinstance(obj, Model):
         return False
-    label = obj._meta.label
+    label = obj._meta.label  # says which model obj is: the casts below only tell mypy
     if label == "domains.Domain":
-        return obj.owner_id == user.pk and action in OWNER_ACTIONS
+        return cast("Domain", obj).owner_id == user.pk and action in OWNER_ACTIONS
     if label == "jobs.Job":
-        return obj.user_id == user.pk and action in (VIEW, CHANGE)  # People cancel and retry their own jobs.
+        # People cancel and retry their own jobs.
+        return cast("Job", obj).user_id == user.pk and action in (VIEW, CHANGE)
     if label == "catalog.Template":
         return action in (VIEW, USE)
     return False
@@ -95,7 +102,8 @@ def may_receive(user: Any, event: dict[str, Any]) -> bool:
 
 def require(user: Any, action: str, obj: Model | type[Model] | None = None) -> None:
     """Raise Denied unless `user` may do `action` to `obj`."""
-    if isinstance(obj, Model) and not visible(user, type(obj).objects.filter(pk=obj.pk)).exists():
+    # The default manager: every model has one (here `objects`), which the type of a plain Model can promise.
+    if isinstance(obj, Model) and not visible(user, type(obj)._default_manager.filter(pk=obj.pk)).exists():
         raise Denied("Not found.", hidden=True)
     if not can(user, action, obj):
         raise Denied("You are not allowed to do that.")
