@@ -25,7 +25,7 @@ class Target:
 
     def set(self, obj: Model | None = None, *, kind: str = "", ident: Any = "", text: str = "") -> None:
         if obj is not None:
-            kind, ident, text = obj._meta.model_name, obj.pk, str(obj)
+            kind, ident, text = obj._meta.model_name or "", obj.pk, str(obj)
         self.object_type, self.object_id, self.object_repr = kind, str(ident or ""), text[:200]
 
 

@@ -109,5 +109,5 @@ class ApiTokenAuthentication(TokenAuthentication):
         if token is None:
             raise exceptions.AuthenticationFailed("The API token is unknown, revoked or expired.")
         # The key as presented, for this request only (never saved): console tickets are bound to it.
-        token.key = key  # type: ignore[attr-defined]
+        token.key = key
         return token.user, token

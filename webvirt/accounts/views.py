@@ -15,6 +15,7 @@ from webvirt.accounts.api import AuditFilter
 from webvirt.accounts.forms import ApiTokenForm
 from webvirt.accounts.models import ApiToken, AuditEntry
 from webvirt.accounts.policy import Actor
+from webvirt.ui import signed_in
 
 
 def audit_list(request: HttpRequest) -> HttpResponse:
@@ -49,14 +50,15 @@ class ThrottledLoginView(LoginView):
 
 def token_list(request: HttpRequest) -> HttpResponse:
     """The user's own API tokens, and a form for a new one whose key is shown on this answer only."""
+    user = signed_in(request)
     form = ApiTokenForm(request.POST if request.method == "POST" else None)
     new_key = ""
     if form.is_valid():
         days = form.cleaned_data["expires_days"]
-        _token, new_key = tokens.issue(Actor.from_request(request), request.user, name=form.cleaned_data["name"],
+        _token, new_key = tokens.issue(Actor.from_request(request), user, name=form.cleaned_data["name"],
                                        expires_in=timedelta(days=days) if days else None)
         form = ApiTokenForm()
-    context = {"form": form, "tokens": ApiToken.objects.filter(user=request.user), "new_key": new_key}
+    context = {"form": form, "tokens": ApiToken.objects.filter(user=user), "new_key": new_key}
     response = render(request, "accounts/tokens.html", context, status=400 if form.errors else 200)
     if new_key:
         response["Cache-Control"] = "no-store"  # the key must not come back from a cache or the history

@@ -5,16 +5,23 @@ Raw SQL, because rest_framework.authtoken is no longer an installed app; a datab
 had its table has nothing to import.
 """
 
+from __future__ import annotations
+
 import hashlib
 from datetime import UTC
+from typing import TYPE_CHECKING
 
 from django.db import migrations
 from django.utils import timezone
 
+if TYPE_CHECKING:
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import StateApps
+
 OLD_TABLE = "authtoken_token"
 
 
-def import_keys(apps, schema_editor):  # type: ignore[no-untyped-def]
+def import_keys(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     connection = schema_editor.connection
     if OLD_TABLE not in connection.introspection.table_names():
         return

@@ -1,4 +1,6 @@
+from argparse import ArgumentParser
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -14,14 +16,13 @@ class Command(BaseCommand):
     help = ("Print a new API token for USER. It replaces USER's earlier token of the same name; "
             "the key is shown only now (webvirt keeps a hash of it).")
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default=DEFAULT_NAME, help=f"What the token is for (default: '{DEFAULT_NAME}').")
         parser.add_argument("--expires-days", type=int, default=None, metavar="N",
                             help="Days until the token stops working (default: never).")
 
-    def handle(self, *args, username: str, name: str, expires_days: int | None,  # type: ignore[no-untyped-def]
-               **options) -> None:
+    def handle(self, *args: Any, username: str, name: str, expires_days: int | None, **options: Any) -> None:
         try:
             user = get_user_model().objects.get(username=username)
         except get_user_model().DoesNotExist:

@@ -2,8 +2,10 @@
 
 import os
 import secrets
+from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand
 
 from webvirt.accounts.policy import Actor
@@ -15,12 +17,12 @@ from webvirt.virt.errors import VirtError
 class Command(BaseCommand):
     help = "Create the first administrator and register the local libvirt host, unless they exist."
 
-    def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, **options: Any) -> None:
         admin = self.ensure_admin()
         if not Host.objects.exists():
             self.register_local_host(admin)
 
-    def ensure_admin(self):  # type: ignore[no-untyped-def]
+    def ensure_admin(self) -> AbstractBaseUser:
         users = get_user_model().objects
         existing = users.filter(is_superuser=True).order_by("pk").first()
         if existing:
@@ -38,7 +40,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Created administrator '{username}'.")
         return admin
 
-    def register_local_host(self, admin) -> None:  # type: ignore[no-untyped-def]
+    def register_local_host(self, admin: AbstractBaseUser) -> None:
         actor = Actor(user=admin, via="cli")
         for uri in ("qemu:///system", "qemu:///session"):
             try:
