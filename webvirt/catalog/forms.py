@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from webvirt.catalog import services
 from webvirt.catalog.models import Quota, Template
 from webvirt.hosts.models import Host
+from webvirt.ui import field_of
 from webvirt.virt import clone as virt_clone
 from webvirt.virt.errors import VirtError
 
@@ -21,11 +24,11 @@ LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 class LocalDateTimeInput(forms.DateTimeInput):
     input_type = "datetime-local"
 
-    def __init__(self, attrs: dict | None = None) -> None:
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         super().__init__(attrs=attrs, format=LOCAL_FORMAT)
 
 
-def local(value):  # type: ignore[no-untyped-def]
+def local(value: datetime) -> str:
     """A moment as a datetime-local input shows it, in the site's time zone, to the minute."""
     return timezone.localtime(value).strftime(LOCAL_FORMAT)
 
@@ -45,16 +48,16 @@ class TemplateForm(forms.Form):
     groups = forms.ModelMultipleChoiceField(queryset=Group.objects.none(), required=False,
                                             widget=forms.CheckboxSelectMultiple, label="Groups who may clone it")
 
-    def __init__(self, *args, template: Template | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, template: Template | None = None, **kwargs: Any) -> None:
         if template is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": template.name, "description": template.description, "os": template.os,
                                  "max_lifetime_days": template.max_lifetime_days, "users": template.users.all(),
                                  "groups": template.groups.all()}
         super().__init__(*args, **kwargs)
         # Administrators may clone everything already; granting them a template would mean nothing.
-        self.fields["users"].queryset = get_user_model().objects.filter(
+        field_of(self, "users", forms.ModelMultipleChoiceField).queryset = get_user_model().objects.filter(
             is_active=True, is_staff=False, is_superuser=False).order_by("username")
-        self.fields["groups"].queryset = Group.objects.order_by("name")
+        field_of(self, "groups", forms.ModelMultipleChoiceField).queryset = Group.objects.order_by("name")
 
     def to_data(self) -> services.TemplateData:
         d = self.cleaned_data
@@ -80,9 +83,9 @@ class RegisterForm(TemplateForm):
     field_order = ["host", "volume_path", "name", "description", "os", "vcpus", "memory_mib", "network",
                    "max_lifetime_days", "users", "groups"]
 
-    def __init__(self, *args, hosts=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, hosts: QuerySet[Host] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["host"].queryset = hosts if hosts is not None else Host.objects.none()
+        field_of(self, "host", forms.ModelChoiceField).queryset = hosts if hosts is not None else Host.objects.none()
         self.fields["name"].widget.attrs.pop("autofocus", None)
 
 
@@ -99,7 +102,7 @@ class CloneForm(forms.Form):
     expires_at = forms.DateTimeField(label="Expires at", required=False, input_formats=[LOCAL_FORMAT],
                                      widget=LocalDateTimeInput())
 
-    def __init__(self, *args, template: Template, admin: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, template: Template, admin: bool = False, **kwargs: Any) -> None:
         now = timezone.now()
         latest = now + timedelta(days=template.max_lifetime_days)
         # The longest allowed life (cut to the minute, so it is still allowed when the form is sent).
@@ -119,8 +122,9 @@ class CloneForm(forms.Form):
             raise forms.ValidationError(f"Ask for between 1 and {services.MAX_CLONES} clones at a time.")
         return count
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if "count" in data and "name_pattern" in data:
             try:
                 virt_clone.clone_names(data["name_pattern"], data["count"])
@@ -145,15 +149,17 @@ class QuotaForm(forms.Form):
     disk_gib = forms.IntegerField(label="Disk (GiB)", min_value=0, required=False,
                                   help_text="Full clones count their disks; linked clones almost nothing.")
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["user"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
-        self.fields["group"].queryset = Group.objects.order_by("name")
+        field_of(self, "user", forms.ModelChoiceField).queryset = get_user_model().objects.filter(
+            is_active=True).order_by("username")
+        field_of(self, "group", forms.ModelChoiceField).queryset = Group.objects.order_by("name")
         for key in Quota.LIMITS:
             self.fields[key].widget.attrs["placeholder"] = "unlimited"
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if bool(data.get("user")) == bool(data.get("group")):
             raise forms.ValidationError("Choose either a user or a group.")
         return data

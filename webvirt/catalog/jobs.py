@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import datetime
@@ -112,7 +112,8 @@ class Cloner:
         return virt_clone.copied_bytes(self.conn(), list(flight)) / max(1, sum(flight.values()))
 
 
-def _run_pool(fn, items: list[str], workers: int, on_done) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _run_pool(fn: Callable[[str], object], items: list[str], workers: int,
+              on_done: Callable[[str, object], None]) -> dict[str, object]:
     """Run fn over items with bounded concurrency; results or exceptions per item."""
     results: dict[str, object] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -50,6 +50,11 @@ class Template(models.Model):
                 for disk in disks}
 
     @property
+    def pool(self) -> str:
+        """Where clones' disks go: the pool chosen for them, else the base disk's."""
+        return self.clone_pool or (self.disks[0]["pool"] if self.disks else "")
+
+    @property
     def disk_gib(self) -> float:
         return round(sum(d.get("capacity", 0) for d in self.disks) / 1024**3, 2)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import F, Q, Sum
 
 from webvirt.catalog.models import Quota
@@ -48,7 +48,7 @@ def _usage(user_filter: Q, job_filter: Q) -> Usage:
     return usage
 
 
-def applicable(user: AbstractBaseUser) -> list[Quota]:
+def applicable(user: User) -> list[Quota]:
     """The quota rows that limit `user`: their own and their groups', in a fixed (lock) order."""
     return list(Quota.objects.filter(Q(user=user) | Q(group__in=user.groups.all())).order_by("pk"))
 
@@ -59,7 +59,7 @@ def usage_for(quota: Quota) -> Usage:
     return _usage(Q(owner__groups=quota.group_id), Q(user__groups=quota.group_id))
 
 
-def remaining(user: AbstractBaseUser) -> dict[str, float | None]:
+def remaining(user: User) -> dict[str, float | None]:
     """What `user` may still use under the tightest quota; None means no limit."""
     left: dict[str, float | None] = {k: None for k in LABELS}
     for quota in applicable(user):
@@ -72,7 +72,7 @@ def remaining(user: AbstractBaseUser) -> dict[str, float | None]:
     return left
 
 
-def check_and_lock(user: AbstractBaseUser, need: Usage) -> None:
+def check_and_lock(user: User, need: Usage) -> None:
     """Inside a transaction: lock the user's quotas, then refuse if `need` does not fit."""
     # Write before reading anything: a SQLite transaction that has read cannot wait for the write
     # lock (it fails at once with "database is locked"); one that writes first waits its turn.
@@ -84,7 +84,7 @@ def check_and_lock(user: AbstractBaseUser, need: Usage) -> None:
         for key, label in LABELS.items():
             limit = getattr(quota, key)
             if limit is not None and getattr(used, key) + getattr(need, key) > limit:
-                whose = "your" if quota.user_id else f"group {quota.group.name}'s"
+                whose = "your" if quota.user_id or quota.group is None else f"group {quota.group.name}'s"
                 left = max(0, limit - getattr(used, key))
                 raise VirtError(f"That needs {getattr(need, key):g} {label}, but {whose} quota has {left:g} left "
                                 f"(of {limit}). Ask for fewer, or remove machines you no longer need.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -214,7 +214,8 @@ def _check_host(template: Template) -> None:
 
 
 def retry_clone(actor: Actor, params: dict) -> Job:
-    template = Template.objects.filter(pk=params.get("template")).first()
+    pk = params.get("template")
+    template = Template.objects.filter(pk=pk).first() if pk is not None else None
     if template is None:
         raise VirtError("The template of that job no longer exists.", errors.NOT_FOUND)
     expires = params.get("expires_at")
@@ -266,11 +267,12 @@ def all_groups() -> list[Group]:
 
 # Quotas ------------------------------------------------------------------------------------------
 
-def save_quota(actor: Actor, *, user=None, group: Group | None = None,  # type: ignore[no-untyped-def]
+def save_quota(actor: Actor, *, user: User | None = None, group: Group | None = None,
                limits: dict[str, int | None]) -> Quota | None:
     """Set the limits of one user or one group; with every limit empty, the quota is removed."""
     with audited(actor, "quota.set") as target:
-        target.set(kind="quota", ident=(user or group).pk if (user or group) else "",
+        whom = user or group
+        target.set(kind="quota", ident=whom.pk if whom else "",
                    text=f"user {user.get_username()}" if user is not None else f"group {group.name}" if group else "")
         policy.require_admin(actor.user)
         if (user is None) == (group is None):

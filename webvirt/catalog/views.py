@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -16,17 +17,15 @@ from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateFo
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.ui import attempt, shown_here, visible_or_404
+from webvirt.ui import attempt, shown_here, signed_in, visible_or_404
 
 
-def _templates(request: HttpRequest):  # type: ignore[no-untyped-def]
+def _templates(request: HttpRequest) -> QuerySet[Template]:
     return policy.visible(request.user, Template.objects.select_related("host").prefetch_related("users", "groups"))
 
 
 def template_list(request: HttpRequest) -> HttpResponse:
     templates = list(_templates(request))
-    for template in templates:
-        template.pool = template.clone_pool or (template.disks[0]["pool"] if template.disks else "")
     return render(request, "catalog/list.html", {"templates": templates, "is_admin": policy.is_admin(request.user)})
 
 
@@ -42,12 +41,12 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     is_admin = policy.is_admin(request.user)
     clones = policy.visible(request.user, template.clones.select_related("owner", "host")).order_by("name")
     return render(request, "catalog/detail.html", {
-        "template": template, "form": form, "left": _left(request.user), "is_admin": is_admin,
+        "template": template, "form": form, "left": _left(signed_in(request)), "is_admin": is_admin,
         "clones": clones[:200], "clone_count": clones.count(),
-        "pool": template.clone_pool or (template.disks[0]["pool"] if template.disks else "")})
+        "pool": template.pool})
 
 
-def _left(user) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _left(user: User) -> list[tuple[str, str]]:
     """What the user may still use, as label and value; 'unlimited' where no quota limits it."""
     left = quotas.remaining(user)
     units = {"instances": ("Machines", ""), "vcpus": ("vCPUs", ""), "memory_mib": ("Memory", " MiB"),
