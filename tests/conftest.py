@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 
 import libvirt
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from webvirt.accounts.tokens import create_token
+from tests import people
 
 TEST_URI = "test+unix:///default"
 CHROMIUM = "/usr/bin/chromium"
@@ -108,15 +107,33 @@ def make_test_domain(test_conn: libvirt.virConnect) -> Iterator[Callable[..., li
             dom.undefine()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(request, settings):  # type: ignore[no-untyped-def]
+    if request.node.get_closest_marker("browser") is None:
+        settings.PASSWORD_HASHERS = people.FAST_HASHERS
+
+
 @pytest.fixture
 def admin(db):  # type: ignore[no-untyped-def]
-    return get_user_model().objects.create_superuser("alice", "", "alice-password-1")
+    return people.make_admin()
 
 
 @pytest.fixture
 def stranger(db):  # type: ignore[no-untyped-def]
     """A logged-in user who is not an administrator (and owns nothing yet)."""
-    return get_user_model().objects.create_user("charlie", "", "charlie-password-1")
+    return people.make_user("charlie")
+
+
+@pytest.fixture
+def bob(db):  # type: ignore[no-untyped-def]
+    """A self-service user; tests grant him templates by name."""
+    return people.make_user("bob")
+
+
+@pytest.fixture
+def dave(db):  # type: ignore[no-untyped-def]
+    """A self-service user in the group 'teachers'."""
+    return people.make_user("dave", group="teachers")
 
 
 @pytest.fixture
@@ -128,9 +145,7 @@ def admin_client(client, admin):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def api(admin) -> APIClient:  # type: ignore[no-untyped-def]
     """An API client authenticating the way scripts do: `Authorization: Token <key>`."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(admin)[1]}")
-    return client
+    return people.api_for(admin)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.people import ADMIN_PASSWORD  # typed into the real login form
+
 # Sync Playwright runs an event loop in this thread, and Django refuses ORM calls from a thread
 # with a running loop unless told this is deliberate. The tests never touch the ORM concurrently.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -22,7 +24,6 @@ os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 VIEWPORT = {"width": 1280, "height": 800}
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
-ADMIN_PASSWORD = "alice-password-1"  # the `admin` fixture's password, typed into the real login form
 
 
 @pytest.hookimpl(hookwrapper=True)

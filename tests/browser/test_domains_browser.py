@@ -7,13 +7,13 @@ driver's own running domain "test" is left alone.
 from __future__ import annotations
 
 import re
-import uuid as uuidlib
 
 import libvirt
 import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import TEST_URI
+from tests.people import unique as unique_name
 from webvirt.domains.models import Domain
 
 pytestmark = pytest.mark.browser
@@ -21,10 +21,6 @@ pytestmark = pytest.mark.browser
 
 def inactive_xml(dom: libvirt.virDomain) -> str:
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}-{uuidlib.uuid4().hex[:8]}"
 
 
 @pytest.mark.browser

@@ -7,13 +7,8 @@ import uuid as uuidlib
 import libvirt
 import pytest
 
+from tests.people import api_for
 from webvirt.domains.services import sync_host
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):  # type: ignore[no-untyped-def]
-    """These tests make several users each; a deliberately slow password hash would cost seconds."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -69,46 +64,7 @@ def cleanup_clones(test_conn):  # type: ignore[no-untyped-def]
             vol.delete(0)
 
 
-# People and templates ------------------------------------------------------------------------------
-
-@pytest.fixture
-def bob(db):  # type: ignore[no-untyped-def]
-    """A self-service user; tests grant him templates by name."""
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_user("bob", "", "bob-password-1")
-
-
-@pytest.fixture
-def dave(db):  # type: ignore[no-untyped-def]
-    """A self-service user in the group 'teachers'."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user = get_user_model().objects.create_user("dave", "", "dave-password-1")
-    user.groups.add(Group.objects.create(name="teachers"))
-    return user
-
-
-def client_for(user):  # type: ignore[no-untyped-def]
-    """A browser-like client logged in as `user` (HTML pages, session authentication)."""
-    from django.test import Client
-
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def api_for(user):  # type: ignore[no-untyped-def]
-    """An API client authenticating as `user` with a token, the way scripts do."""
-    from rest_framework.test import APIClient
-
-    from webvirt.accounts.tokens import create_token
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {create_token(user)[1]}")
-    return client
-
+# Templates and clones ---------------------------------------------------------------------------
 
 @pytest.fixture
 def template(admin, template_source, cleanup_clones):  # type: ignore[no-untyped-def]

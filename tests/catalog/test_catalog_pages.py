@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from tests.catalog.conftest import client_for, clone, run
+from tests.catalog.conftest import clone, run
+from tests.people import client_for
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.jobs.models import Job

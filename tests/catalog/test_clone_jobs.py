@@ -8,8 +8,9 @@ import libvirt
 import pytest
 from django.utils import timezone
 
-from tests.catalog.conftest import api_for, clone, domain_names, pool_volumes, run
+from tests.catalog.conftest import clone, domain_names, pool_volumes, run
 from tests.conftest import domain_xml
+from tests.people import api_for
 from webvirt.domains.models import Domain
 from webvirt.jobs import runner
 from webvirt.jobs.models import Job

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.catalog.conftest import client_for, clone, domain_names, pool_volumes, run
+from tests.catalog.conftest import clone, domain_names, pool_volumes, run
+from tests.people import client_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.catalog import services
 from webvirt.domains.models import Domain

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.conftest import api_for, client_for, clone, run
+from tests.catalog.conftest import clone, run
+from tests.people import api_for, client_for
 from webvirt.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,7 +13,8 @@ import libvirt
 import pytest
 from django.utils import timezone
 
-from tests.catalog.conftest import api_for, client_for, clone, run
+from tests.catalog.conftest import clone, run
+from tests.people import api_for, client_for
 from webvirt.catalog.models import Quota
 from webvirt.domains.models import Domain
 from webvirt.jobs import runner

@@ -9,7 +9,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.catalog.conftest import api_for, client_for, clone, run
+from tests.catalog.conftest import clone, run
+from tests.people import api_for, client_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.catalog.models import Quota
 from webvirt.domains.models import Domain

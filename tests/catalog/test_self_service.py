@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.conftest import api_for, client_for, clone, domain_names, pool_volumes, run
+from tests.catalog.conftest import clone, domain_names, pool_volumes, run
+from tests.people import api_for, client_for
 from webvirt.domains.models import Domain
 from webvirt.jobs.models import Job
 

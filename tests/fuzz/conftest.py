@@ -4,4 +4,4 @@ from __future__ import annotations
 
 from tests.catalog.conftest import base_volume, cleanup_clones, template, template_source  # noqa: F401
 from tests.security.conftest import libvirt_objects, world  # noqa: F401
-from tests.unit.conftest import _fast_password_hashing, domain_row, forget  # noqa: F401
+from tests.unit.conftest import domain_row, forget  # noqa: F401

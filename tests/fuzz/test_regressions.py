@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog.conftest import api_for, client_for
+from tests.people import api_for, client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -94,16 +94,6 @@ def qemu_host(api, qemu_conn):  # type: ignore[no-untyped-def]
 # Templates and clones, made by a real Celery worker ------------------------------------------------
 
 @pytest.fixture
-def worker(live_stack):  # type: ignore[no-untyped-def]
-    """A real Celery worker (beside live_stack's web server and watcher), stopped after the test."""
-    from tests import live
-
-    process = live.start_worker(live_stack.log_dir)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
     """A name prefix for the test's domains; whatever domain carries it afterwards is forced off and
     undefined (their volumes live in scratch_pool's folder, which goes with `workdir`)."""

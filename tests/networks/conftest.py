@@ -6,18 +6,14 @@ host's `default` network (192.168.122.0/24). Nothing ever sends traffic to them.
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Callable, Iterator
 
 import libvirt
 import pytest
 
 from tests.integration.conftest import qemu_conn, qemu_host  # noqa: F401
-from tests.unit.conftest import _fast_password_hashing, domain_row, forget  # noqa: F401
-
-
-def unique(prefix: str = "wvt") -> str:
-    return f"{prefix}-{uuidlib.uuid4().hex[:6]}"
+from tests.people import unique
+from tests.unit.conftest import domain_row, forget  # noqa: F401
 
 
 def remove_networks(conn: libvirt.virConnect, names: list[str]) -> None:

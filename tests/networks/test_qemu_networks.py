@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.networks.conftest import remove_networks, unique
+from tests.networks.conftest import remove_networks
+from tests.people import unique
 
 pytestmark = [pytest.mark.django_db, pytest.mark.qemu]
 

@@ -19,17 +19,14 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from tests.catalog.conftest import base_volume, cleanup_clones, template, template_source  # noqa: F401
-from tests.unit.conftest import _fast_password_hashing, domain_row, forget  # noqa: F401
+from tests.people import unique
+from tests.unit.conftest import domain_row, forget  # noqa: F401
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
 
 ROLES = ("anonymous", "stranger", "grantee", "owner", "admin")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuidlib.uuid4().hex[:6]}"
 
 
 @dataclass

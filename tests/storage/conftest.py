@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from collections.abc import Iterator
 
 import libvirt
 import pytest
 
 from tests.integration.conftest import qemu_conn, qemu_host  # noqa: F401
-from tests.unit.conftest import _fast_password_hashing, domain_row, forget  # noqa: F401
+from tests.unit.conftest import domain_row, forget  # noqa: F401
 
 DEFAULT_POOL = "default-pool"
-
-
-def unique(prefix: str = "wvt") -> str:
-    return f"{prefix}-{uuidlib.uuid4().hex[:6]}"
 
 
 def remove_pools(conn: libvirt.virConnect, names: list[str]) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.storage.conftest import remove_pools, unique
+from tests.people import unique
+from tests.storage.conftest import remove_pools
 from webvirt.domains.models import Domain
 from webvirt.domains.services import sync_host
 from webvirt.jobs import runner

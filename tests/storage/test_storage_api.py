@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.storage.conftest import unique
+from tests.people import unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.jobs import runner
 from webvirt.jobs.models import Job

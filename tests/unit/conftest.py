@@ -8,29 +8,19 @@ from __future__ import annotations
 
 import socket
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Iterator
 
 import libvirt
 import pytest
 
 from tests.conftest import domain_xml
+from tests.people import unique
 from webvirt.domains.models import Domain
 from webvirt.domains.services import sync_host
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
 
 DEFAULT_POOL = "default-pool"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):  # type: ignore[no-untyped-def]
-    # The real hasher costs most of a second per user; the unit tier makes a user in most tests.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuidlib.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import TEST_URI
-from tests.unit.conftest import unique
+from tests.people import unique
 from webvirt import crypto
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain

@@ -8,7 +8,7 @@ import libvirt
 import pytest
 
 from tests.conftest import domain_xml
-from tests.unit.conftest import unique
+from tests.people import unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
 

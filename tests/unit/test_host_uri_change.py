@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import TEST_URI
-from tests.unit.conftest import unique
+from tests.people import unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host

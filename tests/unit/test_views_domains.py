@@ -9,7 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.conftest import domain_xml
-from tests.unit.conftest import unique
+from tests.people import unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import manager

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import TEST_URI
-from tests.unit.conftest import unique
+from tests.people import unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import manager

@@ -16,7 +16,8 @@ import libvirt
 import pytest
 from lxml import etree
 
-from tests.unit.conftest import DEFAULT_POOL, unique
+from tests.people import unique
+from tests.unit.conftest import DEFAULT_POOL
 from webvirt.virt.builder import DiskSpec, DomainSpec, domain_xml
 from webvirt.virt.clone import BaseDisk, copy_xml, overlay_xml
 from webvirt.virt.devices import network_interface, volume_disk
