@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from webvirt.hosts.models import Host
@@ -31,7 +33,7 @@ class HostForm(forms.Form):
                               help_text="For qemu+ssh:// hosts. Stored encrypted; never shown again.")
     clear_credentials = forms.BooleanField(label="Remove the stored password and key", required=False)
 
-    def __init__(self, *args, host: Host | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, host: Host | None = None, **kwargs: Any) -> None:
         if host is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": host.name, "uri": host.uri, "description": host.description,
                                  "username": host.username}

@@ -20,10 +20,8 @@ from webvirt.ui import fallback, shown_here, visible_or_404
 def host_list(request: HttpRequest) -> HttpResponse:
     hosts = list(policy.visible(request.user, Host.objects.all()))
     counts = state_counts_by_host([host.pk for host in hosts])
-    for host in hosts:
-        host.counts = counts[host.pk]
-        host.total = sum(host.counts.values())
-    return render(request, "hosts/list.html", {"hosts": hosts, "can_add": policy.can(request.user, policy.ADD, Host)})
+    rows = [(host, counts[host.pk], sum(counts[host.pk].values())) for host in hosts]  # host, its counts, total
+    return render(request, "hosts/list.html", {"rows": rows, "can_add": policy.can(request.user, policy.ADD, Host)})
 
 
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
