@@ -18,7 +18,7 @@ import re
 import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs
 
 import libvirt
@@ -258,12 +258,13 @@ class SerialSession:
             if holder.get("id"):
                 await asyncio.to_thread(kv.client().set, _taken_key(holder["id"]),
                                         self.actor.user.get_username(), ex=60)
-        self.stream = await asyncio.to_thread(
+        stream = await asyncio.to_thread(
             call, self.domain.host, lambda conn: virt_console.open_serial(conn, self.domain.uuid, force))
+        self.stream = stream
         await asyncio.to_thread(kv.client().set, _holder_key(self.domain.pk),
                                 json.dumps({"id": self.id, "user": self.actor.user.get_username()}), ex=86400)
         events = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
-        self.stream.eventAddCallback(events, self._readable, None)
+        stream.eventAddCallback(events, self._readable, None)
 
     def _readable(self, stream: libvirt.virStream, events: int, _opaque: object) -> None:
         # Runs on libvirt's event thread: read what is there and hand it to the asyncio loop.
@@ -306,7 +307,7 @@ class SerialSession:
         client = kv.client()
         if _holder(self.domain.pk).get("id") == self.id:
             client.delete(_holder_key(self.domain.pk))
-        taken_by = client.getdel(_taken_key(self.id))
+        taken_by = cast("bytes | None", client.getdel(_taken_key(self.id)))  # the client does not decode replies
         return taken_by.decode() if taken_by else None
 
 

@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
     # websockify's own option parsing, with the plugins preset; its server class is the audited one.
     sys.argv = ["webvirt-console-gateway", "--token-plugin", f"{PLUGIN}.TicketTokens",
                 "--auth-plugin", f"{PLUGIN}.TicketAuth", *argv]
-    websocketproxy.WebSocketProxy = AuditedProxy  # type: ignore[misc]
+    websocketproxy.WebSocketProxy = AuditedProxy
     websocketproxy.websockify_init()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis.asyncio as aioredis
 
 # Renew or release only a lease we still hold; another watcher may have taken it over.
@@ -31,7 +33,7 @@ class Leases:
         await self.client.eval(_RELEASE, 1, lease_key(self.prefix, host_id), self.holder)
 
     async def holder_of(self, host_id: int) -> str | None:
-        value = await self.client.get(lease_key(self.prefix, host_id))
+        value = cast("bytes | None", await self.client.get(lease_key(self.prefix, host_id)))  # replies are not decoded
         return value.decode() if value else None
 
     async def close(self) -> None:

@@ -81,23 +81,24 @@ class HostWatch:
     async def session(self, host: Host) -> str:
         """One connected period: connect, resynchronise, then watch until the connection dies."""
         try:
-            self.conn = await self.blocking(self.watcher.manager.open, host.target(), OPEN_TIMEOUT,
-                                            timeout=OPEN_TIMEOUT + 1)
+            conn = await self.blocking(self.watcher.manager.open, host.target(), OPEN_TIMEOUT,
+                                       timeout=OPEN_TIMEOUT + 1)
         except (VirtError, TimeoutError) as exc:
             return str(exc) or f"Host {host.name} did not answer within {OPEN_TIMEOUT:g} s."
+        self.conn = conn
         closed = asyncio.Event()
         try:
-            self.conn.registerCloseCallback(lambda *_: self.loop.call_soon_threadsafe(closed.set), None)
-            self.register(self.conn)
+            conn.registerCloseCallback(lambda *_: self.loop.call_soon_threadsafe(closed.set), None)
+            self.register(conn)
             await self.resync(host)
             await self.set_status(host, True)
-            return await self.watch(closed)
+            return await self.watch(conn, closed)
         except (libvirt.libvirtError, VirtError, TimeoutError) as exc:
             return str(exc) or "The host stopped answering."
         finally:
             self.release_connection()
 
-    async def watch(self, closed: asyncio.Event) -> str:
+    async def watch(self, conn: libvirt.virConnect, closed: asyncio.Event) -> str:
         while True:
             try:
                 await asyncio.wait_for(closed.wait(), PING_INTERVAL)
@@ -105,7 +106,7 @@ class HostWatch:
             except TimeoutError:
                 pass
             try:
-                await self.blocking(self.conn.getLibVersion, timeout=PING_TIMEOUT)
+                await self.blocking(conn.getLibVersion, timeout=PING_TIMEOUT)
             except TimeoutError:
                 return f"The host did not answer a keepalive within {PING_TIMEOUT:g} s."
 

@@ -5,6 +5,8 @@ import logging
 import os
 import signal
 import sys
+from argparse import ArgumentParser
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,10 +17,10 @@ from webvirt.events.watcher import Watcher
 class Command(BaseCommand):
     help = "Watch every registered libvirt host for events and keep the state cache current."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--holder", help="A name for this watcher in the Redis leases.")
 
-    def handle(self, *args, holder: str | None = None, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args: Any, holder: str | None = None, **options: Any) -> None:
         logging.getLogger("webvirt").setLevel(logging.INFO)
         asyncio.run(self.main(holder))
         # Leases are released and connections closed by now. A libvirt call to a host that never
