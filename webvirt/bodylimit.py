@@ -16,7 +16,7 @@ ordinary requests cost nothing more.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import import_module
 from typing import Any
 
@@ -29,7 +29,8 @@ from django.urls import Resolver404, resolve
 from webvirt.accounts import policy
 
 Scope = dict[str, Any]
-Message = dict[str, Any]
+# Read-only, as Django's ASGI handler declares them: it may be handed any mapping, not only a dict.
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]

@@ -234,4 +234,4 @@ def details(actor: Actor, domain: Domain) -> Details:
         if exc.kind == errors.NOT_FOUND:
             sync_host(domain.host)
         return Details(error=exc)
-    return Details(xml=xml, doc=DomainXML.from_string(xml))  # type: ignore[arg-type]
+    return Details(xml=xml, doc=DomainXML.from_string(xml))

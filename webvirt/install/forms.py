@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
+from django.db.models import QuerySet
 
 from webvirt.hosts.models import Host
+from webvirt.ui import field_of
 
 BOOT_ORDERS = [("cdrom,hd", "CD-ROM, then disk"), ("hd,cdrom", "Disk, then CD-ROM"), ("hd", "Disk only"),
                ("network,hd", "Network (PXE), then disk"), ("cdrom,hd,network", "CD-ROM, disk, network")]
@@ -17,9 +21,9 @@ class HostForm(forms.Form):
 
     host = forms.ModelChoiceField(queryset=Host.objects.none(), empty_label=None)
 
-    def __init__(self, *args, hosts=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, hosts: QuerySet[Host] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["host"].queryset = hosts if hosts is not None else Host.objects.none()
+        field_of(self, "host", forms.ModelChoiceField).queryset = hosts if hosts is not None else Host.objects.none()
 
 
 class InstallForm(forms.Form):
@@ -34,14 +38,16 @@ class InstallForm(forms.Form):
     boot = forms.ChoiceField(label="Boot order", choices=BOOT_ORDERS)
     domain_type = forms.ChoiceField(label="Domain type", required=False)
 
-    def __init__(self, *args, choices=None, kvm=False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, choices: dict[str, list[str]] | None = None, kvm: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         choices = choices or {"pools": [], "isos": [], "networks": []}
-        self.fields["pool"].choices = _choices(choices["pools"])
-        self.fields["iso"].choices = _choices(choices["isos"], "— none —")
-        self.fields["network"].choices = _choices(choices["networks"], "— no network interface —")
-        self.fields["domain_type"].choices = ([("", "kvm (hardware virtualisation)"), ("qemu", "qemu (emulation)")]
-                                              if kvm else [("", "qemu (emulation: this host offers no KVM)")])
+        field_of(self, "pool", forms.ChoiceField).choices = _choices(choices["pools"])
+        field_of(self, "iso", forms.ChoiceField).choices = _choices(choices["isos"], "— none —")
+        field_of(self, "network", forms.ChoiceField).choices = _choices(choices["networks"], "— no network interface —")
+        field_of(self, "domain_type", forms.ChoiceField).choices = (
+            [("", "kvm (hardware virtualisation)"), ("qemu", "qemu (emulation)")]
+            if kvm else [("", "qemu (emulation: this host offers no KVM)")])
 
 
 class UploadForm(forms.Form):
@@ -49,6 +55,6 @@ class UploadForm(forms.Form):
     name = forms.CharField(max_length=63, required=False, help_text="The volume's name; the file's name if empty.")
     file = forms.FileField()
 
-    def __init__(self, *args, pools=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, pools: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["pool"].choices = _choices(pools or [])
+        field_of(self, "pool", forms.ChoiceField).choices = _choices(pools or [])

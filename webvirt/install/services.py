@@ -106,7 +106,8 @@ def start_install(actor: Actor, host: Host, req: InstallRequest) -> Job:
 
 
 def retry_install(actor: Actor, params: dict) -> Job:
-    host = Host.objects.filter(pk=params.get("host")).first()
+    pk = params.get("host")
+    host = Host.objects.filter(pk=pk).first() if pk is not None else None
     if host is None:
         raise VirtError("The host of that job no longer exists.", errors.NOT_FOUND)
     fields = {k: params[k] for k in InstallRequest.__dataclass_fields__ if k in params}

@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.db import close_old_connections
@@ -211,7 +212,7 @@ def undo(job: Job) -> list[str]:
 
 def reap_stale() -> list[int]:
     """Fail running jobs whose worker died (no heartbeat) and remove what they half-created."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=STALE_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=STALE_SECONDS)
     reaped = []
     for job in Job.objects.filter(state=Job.RUNNING, heartbeat__lt=cutoff):
         # Claim the failure atomically, so two reapers never undo the same job at once.

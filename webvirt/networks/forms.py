@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from webvirt.domains.forms import XML_ATTRS
@@ -45,8 +47,9 @@ class NetworkForm(forms.Form):
             entries.append({"mac": parts[0], "ip": parts[1], "name": parts[2] if len(parts) > 2 else ""})
         return entries
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
             raise forms.ValidationError("Give the network a name (or paste its XML).")
         return data

@@ -18,7 +18,7 @@ from webvirt.ui import attempt, cleaned, fallback, shown_here, visible_or_404
 
 
 def _host(request: HttpRequest, pk: int) -> Host:
-    return visible_or_404(request, Host.objects.all(), pk)  # type: ignore[return-value]
+    return visible_or_404(request, Host.objects.all(), pk)
 
 
 def _host_of(oid: str) -> Host:

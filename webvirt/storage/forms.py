@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from webvirt.domains.forms import XML_ATTRS
+from webvirt.ui import field_of
 from webvirt.virt.storagexml import POOL_LABELS, POOL_TYPES, VOLUME_FORMATS, PoolSpec
 
 
@@ -25,13 +28,14 @@ class PoolForm(forms.Form):
     start = forms.BooleanField(label="Start it now", required=False, initial=True)
     autostart = forms.BooleanField(label="Start it when the host boots", required=False)
 
-    def __init__(self, *args, types: list[str] | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, types: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if types is not None:
-            self.fields["type"].choices = [(t, POOL_LABELS[t]) for t in types]
+            field_of(self, "type", forms.ChoiceField).choices = [(t, POOL_LABELS[t]) for t in types]
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
             raise forms.ValidationError("Give the pool a name (or paste its XML).")
         return data

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from webvirt.accounts import policy
-from webvirt.accounts.audit import audited
+from webvirt.accounts.audit import Target, audited
 from webvirt.accounts.policy import Actor
 from webvirt.catalog.models import Template
 from webvirt.hosts.connections import call
@@ -44,11 +44,11 @@ def volume_id(host: Host, info: VolumeInfo) -> str:
     return make_id(host, info.pool_uuid, info.name)
 
 
-def _pool_target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+def _pool_target(target: Target, host: Host, oid: str, name: str) -> None:
     target.set(kind="pool", ident=oid, text=f"{name} on {host.name}")
 
 
-def _volume_target(target, host: Host, oid: str, name: str) -> None:  # type: ignore[no-untyped-def]
+def _volume_target(target: Target, host: Host, oid: str, name: str) -> None:
     target.set(kind="volume", ident=oid, text=f"{name} on {host.name}")
 
 

@@ -20,7 +20,7 @@ from webvirt.ui import attempt, cleaned, fallback, shown_here, visible_or_404
 
 
 def _host(request: HttpRequest, pk: int) -> Host:
-    return visible_or_404(request, Host.objects.all(), pk)  # type: ignore[return-value]
+    return visible_or_404(request, Host.objects.all(), pk)
 
 
 def _host_pk(oid: str) -> int:
@@ -215,8 +215,8 @@ def volume_xml_download(request: HttpRequest, oid: str) -> HttpResponse:
 
 
 @fallback(_job_page)
-def download_file(request: HttpRequest, job_pk: int) -> HttpResponse:
+def download_file(request: HttpRequest, job_pk: int) -> FileResponse:
     """The file a finished download job wrote, for the administrator who may have it."""
     job = visible_or_404(request, Job.objects.all(), job_pk)
-    path = services.downloaded_file(Actor.from_request(request), job)  # type: ignore[arg-type]
+    path = services.downloaded_file(Actor.from_request(request), job)
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
