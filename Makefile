@@ -4,7 +4,8 @@
 #   make run          setup + services + migrate + bootstrap, then all processes (Procfile) in
 #                     the foreground under honcho; Ctrl-C stops them all
 #   make test         the test suite on SQLite, then again (without browser tests) on PostgreSQL
-#   make lint         ruff
+#   make lint         ruff, then mypy on webvirt (pyproject.toml's settings), then mypy --strict on
+#                     webvirt/virt (the libvirt layer, which imports no Django)
 #   make clean-state  stop the private Redis and delete .state (database, secrets, caches)
 #
 # REDIS_URL: scripts/services.sh starts a private Redis on .state/redis.sock unless REDIS_URL is
@@ -52,6 +53,8 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy webvirt
+	.venv/bin/mypy --strict webvirt/virt
 
 clean-state:
 	if [ -f .state/redis.pid ] && kill -0 "$$(cat .state/redis.pid)" 2>/dev/null; then \
