@@ -87,15 +87,7 @@ def snapshot(dom: libvirt.virDomain) -> DomainSnapshot:
 
 
 def list_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
-    result = []
-    for dom in conn.listAllDomains(0):
-        try:
-            result.append(snapshot(dom))
-        except libvirt.libvirtError as exc:
-            # A domain undefined between the listing and the read is simply gone.
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-    return result
+    return errors.read_present(conn.listAllDomains(0), snapshot, libvirt.VIR_ERR_NO_DOMAIN)
 
 
 def lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
@@ -192,16 +184,15 @@ def _validated(xml: str) -> DomainXML:
     return doc
 
 
+def refuse_taken_name(conn: libvirt.virConnect, name: str) -> None:
+    errors.refuse_taken(lambda: conn.lookupByName(name),
+                        f"A domain named '{name}' already exists on this host. Choose another name.")
+
+
 def define(conn: libvirt.virConnect, xml: str, transient: bool = False) -> DomainSnapshot:
     """Define a persistent domain (virsh define) or start a transient one (virsh create)."""
     doc = _validated(xml)
-    for existing in (doc.name,):
-        try:
-            conn.lookupByName(existing)
-        except libvirt.libvirtError:
-            continue
-        raise VirtError(f"A domain named '{existing}' already exists on this host. Choose another name.",
-                        errors.CONFLICT)
+    refuse_taken_name(conn, doc.name or "")
     if transient:
         dom = conn.createXML(doc.to_string(), libvirt.VIR_DOMAIN_START_VALIDATE)
     else:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 import libvirt
+
+Obj = TypeVar("Obj")
+R = TypeVar("R")
 
 # Kinds a caller can branch on; the API turns each into an HTTP status.
 UNREACHABLE = "unreachable"
@@ -91,6 +97,34 @@ def _sentence(text: str) -> str:
         return "libvirt reported an error without a message."
     text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def found(lookup: Callable[[], object]) -> bool:
+    """Whether a libvirt lookup finds its object (libvirt answers "no such thing" with an error)."""
+    try:
+        lookup()
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
+def refuse_taken(lookup: Callable[[], object], message: str) -> None:
+    """A name about to be given must be free: CONFLICT with `message` when the lookup finds it."""
+    if found(lookup):
+        raise VirtError(message, CONFLICT)
+
+
+def read_present(objects: Iterable[Obj], read: Callable[[Obj], R], gone: int) -> list[R]:
+    """`read` every listed object, leaving out those removed between the listing and the read
+    (libvirt says so with the error code `gone`); any other error is raised."""
+    result = []
+    for obj in objects:
+        try:
+            result.append(read(obj))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != gone:
+                raise
+    return result
 
 
 def quote(text: str, limit: int = 80) -> str:

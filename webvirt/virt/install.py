@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import libvirt
 from lxml import etree
 
 from webvirt.virt import errors
 from webvirt.virt.clone import NAME_RE
+from webvirt.virt.domains import refuse_taken_name
 from webvirt.virt.errors import VirtError
 from webvirt.virt.storagexml import new_volume
 from webvirt.virt.streams import finished
@@ -33,13 +34,19 @@ class PoolInfo:
     available: int
 
 
-def pool_info(conn: libvirt.virConnect, name: str) -> PoolInfo:
+def _active(kind: str, name: str, lookup: Callable[[str], Any]) -> Any:
+    """A pool or network by name that must exist and run, or a sentence saying which it does not."""
     try:
-        pool = conn.storagePoolLookupByName(name)
+        found = lookup(name)
     except libvirt.libvirtError:
-        raise VirtError(f"There is no storage pool named '{name}' on this host.", errors.NOT_FOUND) from None
-    if not pool.isActive():
-        raise VirtError(f"The storage pool '{name}' is not active; start it first.", errors.STATE)
+        raise VirtError(f"There is no {kind} named '{name}' on this host.", errors.NOT_FOUND) from None
+    if not found.isActive():
+        raise VirtError(f"The {kind} '{name}' is not active; start it first.", errors.STATE)
+    return found
+
+
+def pool_info(conn: libvirt.virConnect, name: str) -> PoolInfo:
+    pool = _active("storage pool", name, conn.storagePoolLookupByName)
     root = etree.fromstring(pool.XMLDesc(0).encode())
     pool.refresh(0)
     return PoolInfo(name=name, kind=root.get("type", ""), path=root.findtext("./target/path") or "",
@@ -55,12 +62,8 @@ def check_volume_name(conn: libvirt.virConnect, info: PoolInfo, name: str) -> No
     if not VOLUME_NAME_RE.match(name):
         raise VirtError(f"'{name}' is not a valid volume name: use letters, digits, '.', '_' and '-'.",
                         errors.INVALID)
-    try:
-        conn.storagePoolLookupByName(info.name).storageVolLookupByName(name)
-    except libvirt.libvirtError:
-        return
-    raise VirtError(f"A volume named '{name}' already exists in pool {info.name}. Choose another name.",
-                    errors.CONFLICT)
+    errors.refuse_taken(lambda: conn.storagePoolLookupByName(info.name).storageVolLookupByName(name),
+                        f"A volume named '{name}' already exists in pool {info.name}. Choose another name.")
 
 
 def check_space(info: PoolInfo, size: int, what: str) -> None:
@@ -85,13 +88,7 @@ def check_install(conn: libvirt.virConnect, *, name: str, pool: str, disk_bytes:
     if not NAME_RE.match(name):
         raise VirtError(f"'{name}' is not a valid domain name: use letters, digits, '.', '_' and '-' "
                         "(at most 63 characters, starting with a letter or digit).", errors.INVALID)
-    try:
-        conn.lookupByName(name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"A domain named '{name}' already exists on this host. Choose another name.",
-                        errors.CONFLICT)
+    refuse_taken_name(conn, name)
     info = pool_info(conn, pool)
     check_volume_name(conn, info, disk_name(name))
     check_space(info, disk_bytes, "the new disk")
@@ -102,12 +99,7 @@ def check_install(conn: libvirt.virConnect, *, name: str, pool: str, disk_bytes:
             raise VirtError(f"There is no ISO volume at {iso}; upload it into a pool first.",
                             errors.NOT_FOUND) from None
     if network:
-        try:
-            net = conn.networkLookupByName(network)
-        except libvirt.libvirtError:
-            raise VirtError(f"There is no network named '{network}' on this host.", errors.NOT_FOUND) from None
-        if not net.isActive():
-            raise VirtError(f"The network '{network}' is not active; start it first.", errors.STATE)
+        _active("network", network, conn.networkLookupByName)
     return info
 
 

@@ -103,12 +103,7 @@ def bridge_xml(name: str, members: list[str], stp: bool = False, start_mode: str
 
 def define_bridge(conn: libvirt.virConnect, name: str, members: list[str], stp: bool = False,
                   start: bool = False) -> InterfaceInfo:
-    try:
-        conn.interfaceLookupByName(name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"The host already has an interface named '{name}'.", errors.CONFLICT)
+    errors.refuse_taken(lambda: conn.interfaceLookupByName(name), f"The host already has an interface named '{name}'.")
     try:
         iface = conn.interfaceDefineXML(bridge_xml(name, members, stp), 0)
     except libvirt.libvirtError as exc:

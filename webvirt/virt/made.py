@@ -10,7 +10,7 @@ import time
 
 import libvirt
 
-from webvirt.virt import domains
+from webvirt.virt import domains, errors
 
 DOMAIN = "domain"
 VOLUME = "volume"
@@ -19,16 +19,11 @@ BUILD_WAIT_SECONDS = 50  # below the 60 s the caller gives a removal
 
 def exists(conn: libvirt.virConnect, kind: str, key: str) -> bool:
     """Is there something under `key` already?"""
-    try:
-        if kind == DOMAIN:
-            conn.lookupByUUIDString(key)
-        elif kind == VOLUME:
-            conn.storageVolLookupByPath(key)
-        else:
-            return False
-    except libvirt.libvirtError:
-        return False
-    return True
+    if kind == DOMAIN:
+        return errors.found(lambda: conn.lookupByUUIDString(key))
+    if kind == VOLUME:
+        return errors.found(lambda: conn.storageVolLookupByPath(key))
+    return False
 
 
 def remove(conn: libvirt.virConnect, kind: str, key: str) -> bool:

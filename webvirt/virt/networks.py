@@ -82,13 +82,7 @@ def info(net: libvirt.virNetwork) -> NetworkInfo:
 
 
 def list_networks(conn: libvirt.virConnect) -> list[NetworkInfo]:
-    found = []
-    for net in conn.listAllNetworks(0):
-        try:
-            found.append(info(net))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_NETWORK:
-                raise
+    found = errors.read_present(conn.listAllNetworks(0), info, libvirt.VIR_ERR_NO_NETWORK)
     return sorted(found, key=lambda n: n.name)
 
 
@@ -229,13 +223,8 @@ def _parsed(xml: str) -> Network:
 def define(conn: libvirt.virConnect, xml: str, start: bool = True, autostart: bool = False) -> NetworkInfo:
     """Define a network from XML and optionally start it. If starting fails, the definition is removed."""
     doc = _parsed(xml)
-    try:
-        conn.networkLookupByName(doc.name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"A network named '{doc.name}' already exists on this host. Choose another name.",
-                        errors.CONFLICT)
+    errors.refuse_taken(lambda: conn.networkLookupByName(doc.name),
+                        f"A network named '{doc.name}' already exists on this host. Choose another name.")
     check_against_host(conn, doc)
     net = _define(conn, doc.to_string())
     try:

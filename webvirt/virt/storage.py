@@ -107,13 +107,7 @@ def pool_info(pool: libvirt.virStoragePool) -> PoolInfo:
 
 
 def list_pools(conn: libvirt.virConnect) -> list[PoolInfo]:
-    found = []
-    for pool in conn.listAllStoragePools(0):
-        try:
-            found.append(pool_info(pool))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise
+    found = errors.read_present(conn.listAllStoragePools(0), pool_info, libvirt.VIR_ERR_NO_STORAGE_POOL)
     return sorted(found, key=lambda p: p.name)
 
 
@@ -182,13 +176,8 @@ def list_volumes(conn: libvirt.virConnect, pool_uuid: str) -> list[VolumeInfo]:
     if not pool.isActive():
         return []
     users, backs = disk_users(conn), backing_users(conn)
-    found = []
-    for vol in pool.listAllVolumes(0):
-        try:
-            found.append(volume_info(pool, vol, users, backs))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise
+    found = errors.read_present(pool.listAllVolumes(0), lambda vol: volume_info(pool, vol, users, backs),
+                                libvirt.VIR_ERR_NO_STORAGE_VOL)
     return sorted(found, key=lambda v: v.name)
 
 
@@ -245,13 +234,8 @@ def define_pool(conn: libvirt.virConnect, xml: str, start: bool = True, build: b
                 autostart: bool = False) -> PoolInfo:
     """Define a pool, optionally build (e.g. create its directory) and start it; on failure, remove it again."""
     doc = _parsed_pool(xml)
-    try:
-        conn.storagePoolLookupByName(doc.name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"A storage pool named '{doc.name}' already exists on this host. Choose another name.",
-                        errors.CONFLICT)
+    errors.refuse_taken(lambda: conn.storagePoolLookupByName(doc.name),
+                        f"A storage pool named '{doc.name}' already exists on this host. Choose another name.")
     try:
         pool = conn.storagePoolDefineXML(doc.to_string(), libvirt.VIR_STORAGE_POOL_DEFINE_VALIDATE)
     except libvirt.libvirtError as exc:

@@ -39,12 +39,8 @@ def create_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, fmt: str,
     if not pool.isActive():
         raise VirtError(f"Pool {pool.name()} is not running; start it first.", errors.STATE)
     xml = volume_xml(name, fmt, capacity_mib)
-    try:
-        pool.storageVolLookupByName(name.strip())
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"Pool {pool.name()} already has a volume named '{name}'.", errors.CONFLICT)
+    errors.refuse_taken(lambda: pool.storageVolLookupByName(name.strip()),
+                        f"Pool {pool.name()} already has a volume named '{name}'.")
     _check_space(pool, capacity_mib * MIB, f"A {capacity_mib:,} MiB volume")
     vol = pool.createXML(xml, 0)
     return volume_info(pool, vol, {}, {})
@@ -100,12 +96,8 @@ def clone_plan(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: st
     pool = pool_lookup(conn, pool_uuid)
     vol = volume_lookup(conn, pool_uuid, name)
     new_name = check_name(new_name, "volume")
-    try:
-        pool.storageVolLookupByName(new_name)
-    except libvirt.libvirtError:
-        pass
-    else:
-        raise VirtError(f"Pool {pool.name()} already has a volume named '{new_name}'.", errors.CONFLICT)
+    errors.refuse_taken(lambda: pool.storageVolLookupByName(new_name),
+                        f"Pool {pool.name()} already has a volume named '{new_name}'.")
     _type, capacity, allocation = vol.info()
     _check_space(pool, allocation, f"A copy of {name}")
     target = Pool.from_string(pool.XMLDesc(0)).target_path or ""
