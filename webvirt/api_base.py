@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from django.contrib.auth.models import User
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import parsers, serializers, viewsets
 from rest_framework.decorators import action
@@ -18,6 +19,7 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import split_id
@@ -36,6 +38,11 @@ def signed_in(request: Request) -> User:
     if not isinstance(request.user, User):
         raise NotAuthenticated()
     return request.user
+
+
+def host_or_404(request: Request, pk: int) -> Host:
+    """The host `pk`, for a user who may see it; for anyone else it does not exist."""
+    return get_object_or_404(policy.visible(request.user, Host.objects.all()), pk=pk)
 
 
 # Serializers more than one app answers with ---------------------------------------------------------
@@ -59,6 +66,26 @@ JOB_ACCEPTED = {202: JobAcceptedSerializer}  # the schema of `job_accepted`'s an
 def job_accepted(job: Job) -> Response:
     """The answer of a request a job carries out: 202, the job's id and where to follow it."""
     return Response({"job": job.pk, "url": f"/api/v1/jobs/{job.pk}/"}, status=202)
+
+
+class FieldsOrXMLSerializer(serializers.Serializer):
+    """Defining a live object from a form's fields or from `xml`; `start` (default true) starts it."""
+
+    neither = "Give the object's XML, or at least its name."  # each kind says what its fields need
+
+    xml = serializers.CharField(required=False, allow_blank=True, max_length=1024 * 1024, trim_whitespace=False)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    start = serializers.BooleanField(default=True)
+    autostart = serializers.BooleanField(default=False)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
+            raise serializers.ValidationError(self.neither)
+        return data
+
+    def uses_xml(self) -> bool:
+        """Was XML given? Then it defines the object, and the fields are not read."""
+        return bool((self.validated_data.get("xml") or "").strip())
 
 
 class RawXMLParser(parsers.BaseParser):

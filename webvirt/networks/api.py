@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import parsers, serializers
@@ -19,9 +18,17 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import AutostartSerializer, LiveObjectViewSet, RawXMLParser, XMLActionMixin, truthy, xml_action
+from webvirt.api_base import (
+    AutostartSerializer,
+    FieldsOrXMLSerializer,
+    LiveObjectViewSet,
+    RawXMLParser,
+    XMLActionMixin,
+    host_or_404,
+    truthy,
+    xml_action,
+)
 from webvirt.hosts.models import Host
 from webvirt.hosts.objects import make_id
 from webvirt.networks import services
@@ -57,11 +64,10 @@ def network_data(host: Host, info: NetworkInfo) -> dict:
     return {"id": make_id(host, info.uuid), "host": host.pk, **info.as_dict()}
 
 
-class CreateNetworkSerializer(serializers.Serializer):
+class CreateNetworkSerializer(FieldsOrXMLSerializer):
     """Either the form's fields (name, mode, ipv4...) or `xml`; `start` (default true) starts it."""
 
-    xml = serializers.CharField(required=False, allow_blank=True, max_length=1024 * 1024, trim_whitespace=False)
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    neither = "Give the network's XML, or at least its name and addresses."
     mode = serializers.ChoiceField(choices=MODES, default="nat")
     ipv4 = serializers.CharField(required=False, allow_blank=True, default="")
     dhcp_start = serializers.CharField(required=False, allow_blank=True, default="")
@@ -69,18 +75,11 @@ class CreateNetworkSerializer(serializers.Serializer):
     ipv6 = serializers.CharField(required=False, allow_blank=True, default="")
     bridge = serializers.CharField(required=False, allow_blank=True, default="")
     hosts = DHCPHostSerializer(many=True, required=False, default=list)
-    start = serializers.BooleanField(default=True)
-    autostart = serializers.BooleanField(default=False)
-
-    def validate(self, data: dict) -> dict:
-        if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
-            raise serializers.ValidationError("Give the network's XML, or at least its name and addresses.")
-        return data
 
     def spec(self) -> NetworkSpec | None:
-        d = self.validated_data
-        if (d.get("xml") or "").strip():
+        if self.uses_xml():
             return None
+        d = self.validated_data
         return NetworkSpec(name=d["name"], mode=d["mode"], ipv4=d["ipv4"], dhcp_start=d["dhcp_start"],
                            dhcp_end=d["dhcp_end"], ipv6=d["ipv6"], bridge=d["bridge"],
                            hosts=[dict(h) for h in d["hosts"]])
@@ -101,10 +100,6 @@ class StopSerializer(serializers.Serializer):
     force = serializers.BooleanField(default=False, help_text="Stop it even though running domains use it.")
 
 
-def _host(request: Request, host_pk: int) -> Host:
-    return get_object_or_404(policy.visible(request.user, Host.objects.all()), pk=host_pk)
-
-
 class HostNetworksView(APIView):
     """The virtual networks of one host (read live), and defining a new one."""
 
@@ -112,13 +107,13 @@ class HostNetworksView(APIView):
 
     @extend_schema(responses=NetworkSerializer(many=True), operation_id="host_networks_list")
     def get(self, request: Request, host_pk: int) -> Response:
-        host = _host(request, host_pk)
+        host = host_or_404(request, host_pk)
         infos = services.list_networks(Actor.from_request(request, "api"), host)
         return Response([network_data(host, i) for i in infos])
 
     @extend_schema(request=CreateNetworkSerializer, responses=NetworkSerializer, operation_id="host_networks_create")
     def post(self, request: Request, host_pk: int) -> Response:
-        host = _host(request, host_pk)
+        host = host_or_404(request, host_pk)
         data = CreateNetworkSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         info = services.create_network(Actor.from_request(request, "api"), host, spec=data.spec(),
@@ -226,13 +221,13 @@ class HostInterfacesView(APIView):
 
     @extend_schema(responses=InterfaceSerializer(many=True), operation_id="host_interfaces_list")
     def get(self, request: Request, host_pk: int) -> Response:
-        host = _host(request, host_pk)
+        host = host_or_404(request, host_pk)
         return Response([interface_data(host, i) for i in services.list_interfaces(
             Actor.from_request(request, "api"), host)])
 
     @extend_schema(request=InterfaceSerializer, responses=InterfaceSerializer, operation_id="host_interfaces_create")
     def post(self, request: Request, host_pk: int) -> Response:
-        host = _host(request, host_pk)
+        host = host_or_404(request, host_pk)
         data = InterfaceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from django.urls import path
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import parsers, serializers
@@ -21,13 +20,14 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.api_base import (
     JOB_ACCEPTED,
     AutostartSerializer,
+    FieldsOrXMLSerializer,
     LiveObjectViewSet,
     XMLActionMixin,
+    host_or_404,
     job_accepted,
     truthy,
     xml_action,
@@ -62,29 +62,21 @@ def pool_data(host: Host, info: PoolInfo) -> dict:
     return {"id": services.pool_id(host, info), "host": host.pk, **info.as_dict()}
 
 
-class CreatePoolSerializer(serializers.Serializer):
+class CreatePoolSerializer(FieldsOrXMLSerializer):
     """Either the form's fields (name, type, target_path...) or `xml`; `start` (default true) starts it."""
 
-    xml = serializers.CharField(required=False, allow_blank=True, max_length=1024 * 1024, trim_whitespace=False)
-    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    neither = "Give the pool's XML, or at least its name, type and path."
     type = serializers.ChoiceField(choices=POOL_TYPES, default="dir")
     target_path = serializers.CharField(required=False, allow_blank=True, default="")
     source_host = serializers.CharField(required=False, allow_blank=True, default="")
     source_path = serializers.CharField(required=False, allow_blank=True, default="")
     source_name = serializers.CharField(required=False, allow_blank=True, default="")
-    start = serializers.BooleanField(default=True)
     build = serializers.BooleanField(default=False, help_text="Create the directory (or format the device) first.")
-    autostart = serializers.BooleanField(default=False)
-
-    def validate(self, data: dict) -> dict:
-        if not (data.get("xml") or "").strip() and not (data.get("name") or "").strip():
-            raise serializers.ValidationError("Give the pool's XML, or at least its name, type and path.")
-        return data
 
     def spec(self) -> PoolSpec | None:
-        d = self.validated_data
-        if (d.get("xml") or "").strip():
+        if self.uses_xml():
             return None
+        d = self.validated_data
         return PoolSpec(name=d["name"], type=d["type"], target_path=d["target_path"], source_host=d["source_host"],
                         source_path=d["source_path"], source_name=d["source_name"])
 
@@ -129,12 +121,12 @@ class HostPoolsView(APIView):
 
     @extend_schema(responses=PoolSerializer(many=True), operation_id="host_pools_list")
     def get(self, request: Request, host_pk: int) -> Response:
-        host = get_object_or_404(policy.visible(request.user, Host.objects.all()), pk=host_pk)
+        host = host_or_404(request, host_pk)
         return Response([pool_data(host, p) for p in services.list_pools(Actor.from_request(request, "api"), host)])
 
     @extend_schema(request=CreatePoolSerializer, responses=PoolSerializer, operation_id="host_pools_create")
     def post(self, request: Request, host_pk: int) -> Response:
-        host = get_object_or_404(policy.visible(request.user, Host.objects.all()), pk=host_pk)
+        host = host_or_404(request, host_pk)
         data = CreatePoolSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         d = data.validated_data
@@ -150,8 +142,7 @@ class PoolViewSet(XMLActionMixin, LiveObjectViewSet):
     serializer_class = PoolSerializer
 
     def _answer(self, pk: str, info: PoolInfo) -> Response:
-        host, _ = services.get_pool(self.actor(), pk)
-        return Response(pool_data(host, info))
+        return Response(pool_data(self.split(pk)[0], info))  # the host from the id: no second libvirt call
 
     def retrieve(self, request: Request, pk: str) -> Response:
         host, info = services.get_pool(self.actor(), pk)
@@ -238,8 +229,7 @@ class VolumeViewSet(XMLActionMixin, LiveObjectViewSet):
         data = ResizeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         info = services.resize_volume(self.actor(), pk, data.validated_data["capacity_mib"])
-        host, _ = services.get_volume(self.actor(), pk)
-        return Response(volume_data(host, info))
+        return Response(volume_data(self.split(pk, 3)[0], info))
 
     @extend_schema(request=CloneSerializer, responses=JOB_ACCEPTED)
     @action(detail=True, methods=["post"])
