@@ -208,3 +208,9 @@ def _referer(request: HttpRequest) -> str:
     referer = request.headers.get("Referer", "")
     same_site = url_has_allowed_host_and_scheme(referer, allowed_hosts={request.get_host()})
     return referer if same_site and urlsplit(referer).path != request.path else "/"
+
+
+def render_live(request: HttpRequest, page: str, part: str, context: dict[str, Any]) -> HttpResponse:
+    """A page that refreshes itself in part (htmx, after a live event): the part alone for htmx's
+    request, the whole page otherwise."""
+    return render(request, part if request.headers.get("HX-Request") else page, context)

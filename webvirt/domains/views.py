@@ -18,7 +18,7 @@ from webvirt.domains.filters import DomainFilter
 from webvirt.domains.forms import DefineForm, UndefineForm, XMLForm
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.ui import attempt, cleaned, fallback, safe_next, shown_here, visible_or_404
+from webvirt.ui import attempt, cleaned, fallback, render_live, safe_next, shown_here, visible_or_404
 from webvirt.virt.domains import ACTIONS
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -41,8 +41,7 @@ def domain_list(request: HttpRequest) -> HttpResponse:
                "counts": services.state_counts(queryset),
                "offline": policy.visible(request.user, Host.objects.filter(status=Host.OFFLINE)).count(),
                "sort": request.GET.get("sort", "")}
-    template = "domains/_table.html" if request.headers.get("HX-Request") else "domains/list.html"
-    return render(request, template, context)
+    return render_live(request, "domains/list.html", "domains/_table.html", context)
 
 
 def _page_size(request: HttpRequest) -> int:

@@ -42,6 +42,14 @@ def split_id(user: object, oid: str, parts: int) -> tuple[Host, list[str]]:
     return host, keys
 
 
+def read(actor: Actor, oid: str, fn: Callable[..., T], *, parts: int = 2,
+         timeout: float | None = None) -> tuple[Host, T]:
+    """A read of the live object `oid` (not audited), refused unless `actor` may manage its host:
+    the host, and `fn(conn, *keys)` there."""
+    host, keys = split_id(actor.user, oid, parts)
+    return host, call(host, lambda conn: fn(conn, *keys), timeout)
+
+
 @dataclass
 class LiveAction:
     """An audited action on the live object `oid` (see `acting`): its host, its id's keys and the audit target."""

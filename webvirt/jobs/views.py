@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -12,7 +12,7 @@ from webvirt.accounts.policy import Actor
 from webvirt.jobs import services
 from webvirt.jobs.api import JobFilter
 from webvirt.jobs.models import Job
-from webvirt.ui import fallback, visible_or_404
+from webvirt.ui import fallback, render_live, visible_or_404
 
 
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -20,14 +20,13 @@ def job_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    template = "jobs/_table.html" if request.headers.get("HX-Request") else "jobs/list.html"
-    return render(request, template, {"filters": filters, "page": page, "query": query.urlencode()})
+    return render_live(request, "jobs/list.html", "jobs/_table.html",
+                       {"filters": filters, "page": page, "query": query.urlencode()})
 
 
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = visible_or_404(request, Job.objects.select_related("user", "host"), pk)
-    template = "jobs/_detail.html" if request.headers.get("HX-Request") else "jobs/detail.html"
-    return render(request, template, {"job": job})
+    return render_live(request, "jobs/detail.html", "jobs/_detail.html", {"job": job})
 
 
 def _job_page(request: HttpRequest, pk: int) -> str:

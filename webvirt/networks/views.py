@@ -14,7 +14,7 @@ from webvirt.domains.forms import XMLForm
 from webvirt.hosts.models import Host
 from webvirt.networks import services
 from webvirt.networks.forms import BridgeForm, DHCPHostForm, NetworkForm
-from webvirt.ui import attempt, cleaned, fallback, shown_here, visible_or_404
+from webvirt.ui import attempt, cleaned, fallback, render_live, shown_here, visible_or_404
 
 
 def _host(request: HttpRequest, pk: int) -> Host:
@@ -55,8 +55,7 @@ def network_list(request: HttpRequest, host_pk: int) -> HttpResponse:
     networks, error = attempt(lambda: services.list_networks(actor, host), [])
     context = {"host": host, "networks": [(services.network_id(host, n), n) for n in networks], "error": error,
                "tab": "networks"}
-    template = "networks/_table.html" if request.headers.get("HX-Request") else "networks/list.html"
-    return render(request, template, context)
+    return render_live(request, "networks/list.html", "networks/_table.html", context)
 
 
 def network_create(request: HttpRequest, host_pk: int) -> HttpResponse:
@@ -81,8 +80,7 @@ def network_detail(request: HttpRequest, oid: str) -> HttpResponse:
     rows = None if leases is None else [{**le.as_dict(), "domain": ids.get(le.domain_uuid)} for le in leases]
     context = {"host": host, "net": info, "oid": oid, "leases": rows, "xml": services.get_xml(actor, oid),
                "dhcp_hosts": services.dhcp_hosts(actor, oid), "dhcp_form": DHCPHostForm(), "tab": "networks"}
-    template = "networks/_detail.html" if request.headers.get("HX-Request") else "networks/detail.html"
-    return render(request, template, context)
+    return render_live(request, "networks/detail.html", "networks/_detail.html", context)
 
 
 @fallback(_network_page)

@@ -21,7 +21,7 @@ from webvirt.accounts.policy import Actor
 from webvirt.catalog.models import Template
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import act, acting, make_id, split_id
+from webvirt.hosts.objects import act, acting, make_id, read, split_id
 from webvirt.jobs.models import Job
 from webvirt.jobs.services import create_job
 from webvirt.virt import errors, storagexml
@@ -68,13 +68,11 @@ def offered_types(actor: Actor, host: Host) -> list[str]:
 
 
 def get_pool(actor: Actor, oid: str) -> tuple[Host, PoolInfo]:
-    host, (uuid,) = split_id(actor.user, oid, 2)
-    return host, call(host, lambda conn: virt_storage.get_pool(conn, uuid))
+    return read(actor, oid, virt_storage.get_pool)
 
 
 def pool_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
-    host, (uuid,) = split_id(actor.user, oid, 2)
-    return call(host, lambda conn: virt_storage.pool_xml_of(conn, uuid, inactive))
+    return read(actor, oid, lambda conn, uuid: virt_storage.pool_xml_of(conn, uuid, inactive))[1]
 
 
 def create_pool(actor: Actor, host: Host, *, spec: PoolSpec | None = None, xml: str = "", start: bool = True,
@@ -129,18 +127,15 @@ def update_pool_xml(actor: Actor, oid: str, xml: str) -> PoolInfo:
 # Volumes ----------------------------------------------------------------------------------------
 
 def list_volumes(actor: Actor, pool_oid: str) -> list[VolumeInfo]:
-    host, (uuid,) = split_id(actor.user, pool_oid, 2)
-    return call(host, lambda conn: virt_storage.list_volumes(conn, uuid), SLOW)
+    return read(actor, pool_oid, virt_storage.list_volumes, timeout=SLOW)[1]
 
 
 def get_volume(actor: Actor, oid: str) -> tuple[Host, VolumeInfo]:
-    host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-    return host, call(host, lambda conn: virt_storage.get_volume(conn, pool_uuid, name))
+    return read(actor, oid, virt_storage.get_volume, parts=3)
 
 
 def volume_xml(actor: Actor, oid: str) -> str:
-    host, (pool_uuid, name) = split_id(actor.user, oid, 3)
-    return call(host, lambda conn: virt_storage.volume_xml_of(conn, pool_uuid, name))
+    return read(actor, oid, virt_storage.volume_xml_of, parts=3)[1]
 
 
 def create_volume(actor: Actor, pool_oid: str, name: str, fmt: str, capacity_mib: int) -> VolumeInfo:

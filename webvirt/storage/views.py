@@ -16,7 +16,7 @@ from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
 from webvirt.storage import services
 from webvirt.storage.forms import CloneForm, PoolDeleteForm, PoolForm, ResizeForm, UploadForm, VolumeForm
-from webvirt.ui import attempt, cleaned, fallback, shown_here, visible_or_404
+from webvirt.ui import attempt, cleaned, fallback, render_live, shown_here, visible_or_404
 
 
 def _host(request: HttpRequest, pk: int) -> Host:
@@ -62,8 +62,7 @@ def pool_list(request: HttpRequest, host_pk: int) -> HttpResponse:
     pools, error = attempt(lambda: services.list_pools(Actor.from_request(request), host), [])
     context = {"host": host, "pools": [(services.pool_id(host, p), p) for p in pools], "error": error,
                "tab": "storage"}
-    template = "storage/_pools.html" if request.headers.get("HX-Request") else "storage/pools.html"
-    return render(request, template, context)
+    return render_live(request, "storage/pools.html", "storage/_pools.html", context)
 
 
 def pool_create(request: HttpRequest, host_pk: int) -> HttpResponse:
@@ -91,8 +90,7 @@ def pool_detail(request: HttpRequest, oid: str) -> HttpResponse:
     context = {"host": host, "pool": pool, "oid": oid, "volumes": volumes, "xml": xml, "tab": "storage",
                "volume_form": VolumeForm(), "upload_form": UploadForm(),
                "jobs": sorted(jobs, key=lambda j: j.created, reverse=True)[:8]}
-    template = "storage/_pool.html" if request.headers.get("HX-Request") else "storage/pool.html"
-    return render(request, template, context)
+    return render_live(request, "storage/pool.html", "storage/_pool.html", context)
 
 
 @fallback(_pool_page)
@@ -182,8 +180,7 @@ def volume_detail(request: HttpRequest, oid: str) -> HttpResponse:
                "xml": services.volume_xml(actor, oid), "tab": "storage", "jobs": services.jobs_for([oid]),
                "resize_form": ResizeForm(initial={"capacity_mib": volume.capacity // 1024**2}),
                "clone_form": CloneForm()}
-    template = "storage/_volume.html" if request.headers.get("HX-Request") else "storage/volume.html"
-    return render(request, template, context)
+    return render_live(request, "storage/volume.html", "storage/_volume.html", context)
 
 
 @fallback(_volume_page)
