@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
-from django.contrib.auth.models import User
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import parsers, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -31,13 +29,6 @@ ID_REGEX = r"[0-9]+:[^/]+"
 def truthy(value: object) -> bool:
     """A query flag's value: `?force=true`, `1`, `yes` or `on`."""
     return str(value).lower() in {"1", "true", "yes", "on"}
-
-
-def signed_in(request: Request) -> User:
-    """The request's user, who is signed in: `ApiPermission` lets no one else this far."""
-    if not isinstance(request.user, User):
-        raise NotAuthenticated()
-    return request.user
 
 
 def host_or_404(request: Request, pk: int) -> Host:

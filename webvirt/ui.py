@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from django import forms
@@ -35,7 +35,7 @@ from webvirt.accounts.policy import Denied
 from webvirt.virt.errors import VirtError
 
 if TYPE_CHECKING:  # Only named: the auth models may not be loaded yet when this module is.
-    from django.contrib.auth.models import User
+    pass
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -49,11 +49,6 @@ FAILURES = (VirtError, Denied, ValidationError)
 
 def visible_or_404(request: HttpRequest, queryset: QuerySet[M], pk: Any) -> M:
     return get_object_or_404(policy.visible(request.user, queryset), pk=pk)
-
-
-def signed_in(request: HttpRequest) -> User:
-    """The user of a page's request: LoginRequiredMiddleware lets no anonymous request reach a page."""
-    return cast("User", request.user)
 
 
 def safe_next(request: HttpRequest, default: str) -> str:

@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from webvirt.accounts import policy, tokens
 from webvirt.accounts.models import ApiToken, AuditEntry
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import signed_in
 
 
 class AuditFilter(django_filters.FilterSet):
@@ -77,7 +76,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     def get_queryset(self) -> QuerySet[ApiToken]:
         if getattr(self, "swagger_fake_view", False):
             return ApiToken.objects.none()  # the schema is built without a user
-        return ApiToken.objects.filter(user=signed_in(self.request))
+        return ApiToken.objects.filter(user=policy.signed_in(self.request))
 
     @extend_schema(responses={201: NewApiTokenSerializer})
     def create(self, request: Request) -> Response:

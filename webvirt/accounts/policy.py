@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models import Model, Q, QuerySet
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
 
 if TYPE_CHECKING:  # For casts only: the apps' models load after this module.
@@ -107,6 +109,14 @@ def require(user: Any, action: str, obj: Model | type[Model] | None = None) -> N
         raise Denied("Not found.", hidden=True)
     if not can(user, action, obj):
         raise Denied("You are not allowed to do that.")
+
+
+def signed_in(request: Any) -> User:
+    """The user of a request that only signed-in people reach (pages: LoginRequiredMiddleware; the
+    API: ApiPermission). Anyone else is refused as not signed in, should a route ever let them by."""
+    if not isinstance(request.user, User):
+        raise NotAuthenticated()
+    return request.user
 
 
 def require_admin(user: Any) -> None:

@@ -15,7 +15,6 @@ from webvirt.accounts.api import AuditFilter
 from webvirt.accounts.forms import ApiTokenForm
 from webvirt.accounts.models import ApiToken, AuditEntry
 from webvirt.accounts.policy import Actor
-from webvirt.ui import signed_in
 
 
 def audit_list(request: HttpRequest) -> HttpResponse:
@@ -50,7 +49,7 @@ class ThrottledLoginView(LoginView):
 
 def token_list(request: HttpRequest) -> HttpResponse:
     """The user's own API tokens, and a form for a new one whose key is shown on this answer only."""
-    user = signed_in(request)
+    user = policy.signed_in(request)
     form = ApiTokenForm(request.POST if request.method == "POST" else None)
     new_key = ""
     if form.is_valid():

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import JOB_ACCEPTED, job_accepted, signed_in
+from webvirt.api_base import JOB_ACCEPTED, job_accepted
 from webvirt.catalog import quotas, services
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
@@ -101,4 +101,4 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     @action(detail=False, methods=["get"])
     def quota(self, request: Request) -> Response:
         """What the requesting user may still use (null: no limit)."""
-        return Response(quotas.remaining(signed_in(request)))
+        return Response(quotas.remaining(policy.signed_in(request)))

@@ -17,7 +17,7 @@ from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateFo
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
-from webvirt.ui import attempt, shown_here, signed_in, visible_or_404
+from webvirt.ui import attempt, shown_here, visible_or_404
 
 
 def _templates(request: HttpRequest) -> QuerySet[Template]:
@@ -41,7 +41,7 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     is_admin = policy.is_admin(request.user)
     clones = policy.visible(request.user, template.clones.select_related("owner", "host")).order_by("name")
     return render(request, "catalog/detail.html", {
-        "template": template, "form": form, "left": _left(signed_in(request)), "is_admin": is_admin,
+        "template": template, "form": form, "left": _left(policy.signed_in(request)), "is_admin": is_admin,
         "clones": clones[:200], "clone_count": clones.count(),
         "pool": template.pool})
 

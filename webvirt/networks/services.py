@@ -16,7 +16,7 @@ from webvirt.domains.addresses import refresh_host_addresses
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
-from webvirt.hosts.objects import act, acting, make_id, split_id
+from webvirt.hosts.objects import act, acting, make_id, read, split_id
 from webvirt.virt import errors
 from webvirt.virt import interfaces as virt_interfaces
 from webvirt.virt import networks as virt_networks
@@ -45,13 +45,11 @@ def list_networks(actor: Actor, host: Host) -> list[NetworkInfo]:
 
 
 def get_network(actor: Actor, oid: str) -> tuple[Host, NetworkInfo]:
-    host, (uuid,) = split_id(actor.user, oid, 2)
-    return host, call(host, lambda conn: virt_networks.get(conn, uuid))
+    return read(actor, oid, virt_networks.get)
 
 
 def get_xml(actor: Actor, oid: str, inactive: bool = True) -> str:
-    host, (uuid,) = split_id(actor.user, oid, 2)
-    return call(host, lambda conn: virt_networks.network_xml_of(conn, uuid, inactive))
+    return read(actor, oid, lambda conn, uuid: virt_networks.network_xml_of(conn, uuid, inactive))[1]
 
 
 def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
@@ -64,8 +62,7 @@ def leases(actor: Actor, oid: str) -> list[virt_networks.Lease] | None:
 
 
 def dhcp_hosts(actor: Actor, oid: str) -> list[dict]:
-    host, (uuid,) = split_id(actor.user, oid, 2)
-    return call(host, lambda conn: virt_networks.dhcp_hosts(conn, uuid))
+    return read(actor, oid, virt_networks.dhcp_hosts)[1]
 
 
 def domain_ids(host: Host, uuids: list[str]) -> dict[str, int]:
@@ -149,8 +146,7 @@ def list_interfaces(actor: Actor, host: Host) -> list[InterfaceInfo]:
 
 
 def interface_xml(actor: Actor, oid: str) -> str:
-    host, (name,) = split_id(actor.user, oid, 2)
-    return call(host, lambda conn: virt_interfaces.interface_xml(conn, name))
+    return read(actor, oid, virt_interfaces.interface_xml)[1]
 
 
 def define_bridge(actor: Actor, host: Host, name: str, members: list[str], stp: bool = False,
