@@ -38,6 +38,18 @@ def host_or_404(request: Request, pk: int) -> Host:
 
 # Serializers more than one app answers with ---------------------------------------------------------
 
+class LiveObjectSerializer(serializers.Serializer):
+    """What every network and pool answer starts with: its composite id, host and libvirt state."""
+
+    id = serializers.CharField(read_only=True)
+    host = serializers.IntegerField(read_only=True)
+    uuid = serializers.CharField(read_only=True)
+    name = serializers.CharField(read_only=True)
+    active = serializers.BooleanField(read_only=True)
+    autostart = serializers.BooleanField(read_only=True)
+    persistent = serializers.BooleanField(read_only=True)
+
+
 class XMLSerializer(serializers.Serializer):
     xml = serializers.CharField(max_length=1024 * 1024, trim_whitespace=False)
 

@@ -5,7 +5,9 @@ CD-ROM media. Live where the domain runs and in its persistent definition; admin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import libvirt
 
@@ -20,6 +22,7 @@ from webvirt.virt import storage as virt_storage
 from webvirt.virt.errors import VirtError
 from webvirt.virt.storage import VolumeInfo
 
+T = TypeVar("T")
 SLOW = 30.0  # a guest may take a while to let go of a device
 
 
@@ -29,47 +32,44 @@ def require_change(actor: Actor, domain: Domain) -> None:
     policy.require_admin(actor.user)
 
 
+def _change(actor: Actor, domain: Domain, action: str, fn: Callable[[libvirt.virConnect], T],
+            detail: Callable[[T], str], timeout: float = SLOW) -> T:
+    """One audited device change: policy, the libvirt call on the domain's host, what changed."""
+    with audited(actor, action, domain) as target:
+        require_change(actor, domain)
+        result = call(domain.host, fn, timeout)
+        target.detail.append(detail(result))
+        return result
+
+
 def attach_volume(actor: Actor, domain: Domain, volume_path: str, bus: str = "virtio",
                   readonly: bool = False) -> str:
-    with audited(actor, "domain.attach_disk", domain) as target:
-        require_change(actor, domain)
-        dev = call(domain.host, lambda conn: virt_devices.attach_volume(conn, domain.uuid, volume_path, bus,
-                                                                        readonly), SLOW)
-        target.detail.append(f"{volume_path} as {dev}")
-        return dev
+    return _change(actor, domain, "domain.attach_disk",
+                   lambda conn: virt_devices.attach_volume(conn, domain.uuid, volume_path, bus, readonly),
+                   lambda dev: f"{volume_path} as {dev}")
 
 
 def detach_disk(actor: Actor, domain: Domain, dev: str) -> str:
-    with audited(actor, "domain.detach_disk", domain) as target:
-        require_change(actor, domain)
-        source = call(domain.host, lambda conn: virt_devices.detach_disk(conn, domain.uuid, dev), SLOW)
-        target.detail.append(f"{dev} ({source or 'empty'})")
-        return source
+    return _change(actor, domain, "domain.detach_disk", lambda conn: virt_devices.detach_disk(conn, domain.uuid, dev),
+                   lambda source: f"{dev} ({source or 'empty'})")
 
 
 def attach_interface(actor: Actor, domain: Domain, network: str, model: str = "virtio", mac: str = "") -> str:
-    with audited(actor, "domain.attach_interface", domain) as target:
-        require_change(actor, domain)
-        mac = call(domain.host, lambda conn: virt_devices.attach_interface(conn, domain.uuid, network, model,
-                                                                           mac), SLOW)
-        target.detail.append(f"{mac} on {network}")
-        return mac
+    return _change(actor, domain, "domain.attach_interface",
+                   lambda conn: virt_devices.attach_interface(conn, domain.uuid, network, model, mac),
+                   lambda made: f"{made} on {network}")
 
 
 def detach_interface(actor: Actor, domain: Domain, mac: str) -> str:
-    with audited(actor, "domain.detach_interface", domain) as target:
-        require_change(actor, domain)
-        source = call(domain.host, lambda conn: virt_devices.detach_interface(conn, domain.uuid, mac), SLOW)
-        target.detail.append(f"{mac} ({source})")
-        return source
+    return _change(actor, domain, "domain.detach_interface",
+                   lambda conn: virt_devices.detach_interface(conn, domain.uuid, mac),
+                   lambda source: f"{mac} ({source})")
 
 
 def change_media(actor: Actor, domain: Domain, dev: str, iso_path: str = "") -> None:
-    with audited(actor, "domain.change_media", domain) as target:
-        require_change(actor, domain)
-        call(domain.host, lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
-             virt_devices.MEDIA_SECONDS)
-        target.detail.append(f"{dev}: {iso_path or 'ejected'}")
+    _change(actor, domain, "domain.change_media",
+            lambda conn: virt_devices.change_media(conn, domain.uuid, dev, iso_path),
+            lambda _none: f"{dev}: {iso_path or 'ejected'}", virt_devices.MEDIA_SECONDS)
 
 
 @dataclass

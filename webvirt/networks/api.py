@@ -22,6 +22,7 @@ from webvirt.accounts.policy import Actor
 from webvirt.api_base import (
     AutostartSerializer,
     FieldsOrXMLSerializer,
+    LiveObjectSerializer,
     LiveObjectViewSet,
     RawXMLParser,
     XMLActionMixin,
@@ -44,14 +45,7 @@ class DHCPHostSerializer(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=63)
 
 
-class NetworkSerializer(serializers.Serializer):
-    id = serializers.CharField(read_only=True)
-    host = serializers.IntegerField(read_only=True)
-    uuid = serializers.CharField(read_only=True)
-    name = serializers.CharField(read_only=True)
-    active = serializers.BooleanField(read_only=True)
-    autostart = serializers.BooleanField(read_only=True)
-    persistent = serializers.BooleanField(read_only=True)
+class NetworkSerializer(LiveObjectSerializer):
     mode = serializers.CharField(read_only=True)
     bridge = serializers.CharField(read_only=True)
     ipv4 = serializers.ListField(child=serializers.CharField(), read_only=True)

@@ -25,6 +25,7 @@ from webvirt.api_base import (
     JOB_ACCEPTED,
     AutostartSerializer,
     FieldsOrXMLSerializer,
+    LiveObjectSerializer,
     LiveObjectViewSet,
     XMLActionMixin,
     host_or_404,
@@ -38,16 +39,9 @@ from webvirt.virt.storage import PoolInfo, VolumeInfo
 from webvirt.virt.storagexml import POOL_TYPES, VOLUME_FORMATS, PoolSpec
 
 
-class PoolSerializer(serializers.Serializer):
-    id = serializers.CharField(read_only=True)
-    host = serializers.IntegerField(read_only=True)
-    uuid = serializers.CharField(read_only=True)
-    name = serializers.CharField(read_only=True)
+class PoolSerializer(LiveObjectSerializer):
     type = serializers.CharField(read_only=True)
     state = serializers.CharField(read_only=True)
-    active = serializers.BooleanField(read_only=True)
-    autostart = serializers.BooleanField(read_only=True)
-    persistent = serializers.BooleanField(read_only=True)
     capacity = serializers.IntegerField(read_only=True, help_text="bytes")
     allocation = serializers.IntegerField(read_only=True, help_text="bytes")
     available = serializers.IntegerField(read_only=True, help_text="bytes")
