@@ -96,7 +96,7 @@ class Cloner:
 
     def start_one(self, uuid: str) -> None:
         self.ctx.check_cancel()
-        virt_domains.start(self.conn(), uuid, paused=True)
+        virt_domains.start_paused(self.conn(), uuid)
 
     def resume(self, uuid: str) -> str:
         snap = virt_domains.resume_if_paused(self.conn(), uuid)

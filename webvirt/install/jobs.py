@@ -54,7 +54,7 @@ def run_install(ctx: JobContext) -> dict:
     ctx.check_cancel()
 
     ctx.progress(70, "Starting it…", force=True)
-    store_snapshot(host, virt_domains.start(conn, uuid))
+    store_snapshot(host, virt_domains.run_action(conn, uuid, "start"))
     ctx.log(f"started {p['name']}: the installation goes on in its console")
     ctx.keep({p["disk_path"], uuid})
     links = [{"label": p["name"], "url": reverse("domains:detail", args=[row.pk])}]
