@@ -27,6 +27,7 @@ from django.http.cookie import parse_cookie
 from django.urls import Resolver404, resolve
 
 from webvirt.accounts import policy
+from webvirt.events.auth import header
 
 Scope = dict[str, Any]
 # Read-only, as Django's ASGI handler declares them: it may be handed any mapping, not only a dict.
@@ -53,13 +54,6 @@ def is_upload_route(path: str) -> bool:
         return resolve(path).view_name in UPLOAD_VIEWS
     except Resolver404:
         return False
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
 
 
 def content_length(scope: Scope) -> int | None:
@@ -128,11 +122,18 @@ class _Request:
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope, self._receive, self._send = scope, receive, send
         self.small: int = settings.WEBVIRT_MAX_BODY_BYTES
-        self.upload_route = is_upload_route(scope.get("path", ""))
+        self._upload_route: bool | None = None
         self.admin: bool | None = None  # looked up at most once, and only when it matters
         self.received = 0
         self.refused = False  # once the 413 is out, the app hears only that the client went away
         self.started = False
+
+    @property
+    def upload_route(self) -> bool:
+        """Resolved once, and only for a body past the small limit: most requests never ask."""
+        if self._upload_route is None:
+            self._upload_route = is_upload_route(self.scope.get("path", ""))
+        return self._upload_route
 
     async def limit_for(self, size: int) -> int:
         """The limit that applies to a body of `size` bytes (the user is looked up only past the small one)."""

@@ -30,7 +30,7 @@ from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor, Denied
 from webvirt.consoles import services, streams, tunnel
 from webvirt.domains.models import Domain
-from webvirt.events.auth import _header
+from webvirt.events.auth import header
 from webvirt.hosts.connections import call
 from webvirt.virt import console as virt_console
 from webvirt.virt import errors
@@ -68,7 +68,7 @@ class ConsoleRouter:
 # Opening: ticket, policy, audit ------------------------------------------------------------------
 
 def _binding(scope: Scope) -> str:
-    authorization = _header(scope, b"authorization") or ""
+    authorization = header(scope, b"authorization") or ""
     if authorization.lower().startswith("token "):
         return services.binding(token_key=authorization[6:].strip())
     session = scope.get("session")

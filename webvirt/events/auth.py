@@ -26,7 +26,7 @@ def _token_user(key: str) -> Any:
     return user_for_token(key) or AnonymousUser()
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
+def header(scope: dict[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
             return value.decode("latin-1")
@@ -65,11 +65,11 @@ def own_origin(scope: dict[str, Any]) -> Origin | None:
     is believed, because it ends TLS for us. None when the Host header does not name this site, so a
     page on a rebound DNS name cannot pass as same-origin.
     """
-    host = _header(scope, b"host") or ""
+    host = header(scope, b"host") or ""
     if not host_allowed(host):
         return None
     secure = scope.get("scheme") in ("wss", "https")
-    proto = _header(scope, b"x-forwarded-proto")
+    proto = header(scope, b"x-forwarded-proto")
     if proto and from_trusted_proxy((scope.get("client") or (None,))[0]):
         secure = proto.split(",")[0].strip().lower() in ("https", "wss")
     return parse_origin(f"{'https' if secure else 'http'}://{host}")
@@ -96,8 +96,8 @@ class WebSocketAuth:
         self.session_app = AuthMiddlewareStack(app)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        origin = _header(scope, b"origin")
-        authorization = _header(scope, b"authorization") or ""
+        origin = header(scope, b"origin")
+        authorization = header(scope, b"authorization") or ""
         if origin is not None and not origin_allowed(origin, scope):
             return await _deny(send)
         if authorization.lower().startswith("token "):

@@ -198,16 +198,16 @@ def copied_bytes(conn: libvirt.virConnect, paths: list[str]) -> int:
 def taken_volumes(conn: libvirt.virConnect, disks: list[BaseDisk], clone_pool: str, names: list[str]) -> list[str]:
     """The volumes that clones `names` would make which already exist: a job must never be
     started over them (its undo could otherwise be taken to own them)."""
-    taken = []
-    for disk in disks:
-        pool = conn.storagePoolLookupByName(clone_pool or disk.pool)
+    existing: dict[str, set[str]] = {}  # pool -> its volumes, each pool read once
+    for pool_name in {clone_pool or disk.pool for disk in disks}:
+        pool = conn.storagePoolLookupByName(pool_name)
         try:
             pool.refresh(0)  # a file made behind libvirt's back counts too
         except libvirt.libvirtError:
             pass  # refused while another job writes into the pool: its volumes are listed anyway
-        existing = set(pool.listVolumes())
-        taken += [f"{pool.name()}/{volume_name(n, disk)}" for n in names if volume_name(n, disk) in existing]
-    return taken
+        existing[pool_name] = set(pool.listVolumes())
+    return [f"{clone_pool or disk.pool}/{volume_name(n, disk)}" for disk in disks for n in names
+            if volume_name(n, disk) in existing[clone_pool or disk.pool]]
 
 
 def volume_name(clone: str, disk: BaseDisk) -> str:
