@@ -86,7 +86,8 @@ class JobContext:
         Something already under `key` is someone else's: the job fails without tracking it. When
         the creating call itself fails, nothing under `key` is ours either (libvirt removes a volume
         whose build failed; "already exists" means another made it first), so it is untracked.
-        What stays tracked is what the call made, or was making when the worker died.
+        What stays tracked is what the call made, or was making when the worker died or was stopped
+        (SystemExit and KeyboardInterrupt leave libvirtd still building it: the reaper removes it).
         """
         from webvirt.jobs.cleanup import object_exists
 
@@ -97,8 +98,8 @@ class JobContext:
         self.track(kind, host_id, key)
         try:
             yield
-        except BaseException:
-            self.keep({key})  # not ours: undo must never remove it
+        except Exception:
+            self.keep({key})  # the call failed: nothing under `key` is ours, undo must never remove it
             raise
 
     def keep(self, keys: set[str]) -> None:
