@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from webvirt.catalog.models import Template
 from webvirt.domains.models import Domain
-from webvirt.domains.services import store_snapshot
+from webvirt.domains.services import store_state
 from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
@@ -85,7 +85,7 @@ class Cloner:
                                           description=f"Clone of {self.template.name}")
         with self.ctx.creating("domain", self.host.pk, uuid):
             snap = virt_domains.define(self.conn(), xml)
-        store_snapshot(self.host, snap)
+        store_state(self.host, snap)
         # A linked clone's overlay can grow to the template's full size: it counts as that much.
         gib = sum(d.capacity for d in self.disks) / 1024**3
         Domain.objects.filter(host=self.host, uuid=uuid).update(
@@ -100,7 +100,7 @@ class Cloner:
 
     def resume(self, uuid: str) -> str:
         snap = virt_domains.resume_if_paused(self.conn(), uuid)
-        store_snapshot(self.host, snap)
+        store_state(self.host, snap)
         return snap.state
 
     def copy_progress(self) -> float:

@@ -21,7 +21,7 @@ from webvirt.hosts.connections import call
 from webvirt.hosts.models import Host
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
-from webvirt.virt.domains import DomainSnapshot
+from webvirt.virt.domains import DomainState
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
 
@@ -31,7 +31,7 @@ SYNC_TIMEOUT = 30.0
 
 # The state cache -------------------------------------------------------------------------------
 
-def store_snapshot(host: Host, snap: DomainSnapshot) -> Domain:
+def store_state(host: Host, snap: DomainState) -> Domain:
     """Write one domain's state into the cache and return its row."""
     row = Domain.objects.filter(host=host, uuid=snap.uuid).first()
     if row is None:
@@ -68,7 +68,7 @@ class SyncResult:
 
 
 @transaction.atomic
-def reconcile(host: Host, snaps: list[DomainSnapshot], listed_at: datetime | None = None) -> SyncResult:
+def reconcile(host: Host, snaps: list[DomainState], listed_at: datetime | None = None) -> SyncResult:
     """Make the cache for `host` match what libvirt listed: add, update and remove rows.
 
     A row written after `listed_at` (when libvirt was asked) is kept even if the list lacks it: a
@@ -102,7 +102,7 @@ def sync_host(host: Host) -> SyncResult | None:
     """Re-read every domain of `host` into the cache; None when the host does not answer."""
     listed_at = timezone.now()
     try:
-        snaps = call(host, virt_domains.list_snapshots, SYNC_TIMEOUT)
+        snaps = call(host, virt_domains.list_states, SYNC_TIMEOUT)
     except VirtError:
         return None
     return reconcile(host, snaps, listed_at)
@@ -133,14 +133,14 @@ def run_action(actor: Actor, domain: Domain, action: str) -> Domain:
             raise VirtError(f"{domain.name} is a template: its disks are the read-only bases of its clones, so it "
                             "is never started. Clone it instead.", errors.STATE)
         snap = call(domain.host, lambda conn: virt_domains.run_action(conn, domain.uuid, action))
-        return store_snapshot(domain.host, snap)
+        return store_state(domain.host, snap)
 
 
 def set_autostart(actor: Actor, domain: Domain, enabled: bool) -> Domain:
     with audited(actor, "domain.autostart_on" if enabled else "domain.autostart_off", domain):
         policy.require(actor.user, policy.CHANGE, domain)
         snap = call(domain.host, lambda conn: virt_domains.set_autostart(conn, domain.uuid, enabled))
-        return store_snapshot(domain.host, snap)
+        return store_state(domain.host, snap)
 
 
 def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list[str]:
@@ -194,7 +194,7 @@ def update_xml(actor: Actor, domain: Domain, xml: str) -> Domain:
     with audited(actor, "domain.edit_xml", domain):
         policy.require(actor.user, policy.CHANGE, domain)
         snap = call(domain.host, lambda conn: virt_domains.redefine(conn, domain.uuid, xml))
-        return store_snapshot(domain.host, snap)
+        return store_state(domain.host, snap)
 
 
 def define(actor: Actor, host: Host, xml: str, transient: bool = False) -> Domain:
@@ -205,7 +205,7 @@ def define(actor: Actor, host: Host, xml: str, transient: bool = False) -> Domai
         policy.require(actor.user, policy.VIEW, host)
         policy.require(actor.user, policy.ADD, Domain)
         snap = call(host, lambda conn: virt_domains.define(conn, xml, transient))
-        row = store_snapshot(host, snap)
+        row = store_state(host, snap)
         target.set(row)
         return row
 

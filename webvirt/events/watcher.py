@@ -133,7 +133,7 @@ class HostWatch:
 
     async def resync(self, host: Host) -> None:
         listed_at = timezone.now()
-        snaps = await self.blocking(virt_domains.list_snapshots, self.conn, timeout=SYNC_TIMEOUT)
+        snaps = await self.blocking(virt_domains.list_states, self.conn, timeout=SYNC_TIMEOUT)
         result = await sync_to_async(domain_services.reconcile)(host, snaps, listed_at)
         for row in [*result.created, *result.updated]:
             row.host = host
@@ -178,7 +178,7 @@ class HostWatch:
         if host is None:
             return  # Removed while its events were still coming in; this watch is being stopped.
         try:
-            snap = await self.blocking(virt_domains.snapshot, dom, timeout=PING_TIMEOUT)
+            snap = await self.blocking(virt_domains.read_state, dom, timeout=PING_TIMEOUT)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 log.warning("could not read domain %s on %s: %s", uuid, host.name, exc)
@@ -191,7 +191,7 @@ class HostWatch:
             return
         except TimeoutError:
             return
-        row = await sync_to_async(domain_services.store_snapshot)(host, snap)
+        row = await sync_to_async(domain_services.store_state)(host, snap)
         await publish.apublish(publish.domain_message(row))
 
     def on_object_event(self, _conn: libvirt.virConnect, obj: Any, event: int, detail: int, kind: str) -> None:

@@ -9,7 +9,7 @@ from django.urls import reverse
 from lxml import etree
 
 from webvirt.domains.models import Domain
-from webvirt.domains.services import store_snapshot
+from webvirt.domains.services import store_state
 from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.runner import JobContext
@@ -47,14 +47,14 @@ def run_install(ctx: JobContext) -> dict:
     uuid = virt_clone.new_uuid()
     with ctx.creating("domain", host.pk, uuid):
         snap = virt_domains.define(conn, install_xml({**p, "disk_path": path}, uuid))
-    row = store_snapshot(host, snap)
+    row = store_state(host, snap)
     Domain.objects.filter(pk=row.pk).update(owner_id=p.get("owner"), job_id=ctx.job.pk,
                                             disk_gib=round(p["disk_bytes"] / 1024**3, 2))
     ctx.log(f"defined {p['name']} ({p['domain_type']}, {p['vcpus']} vCPU, {p['memory_mib']} MiB)")
     ctx.check_cancel()
 
     ctx.progress(70, "Starting it…", force=True)
-    store_snapshot(host, virt_domains.run_action(conn, uuid, "start"))
+    store_state(host, virt_domains.run_action(conn, uuid, "start"))
     ctx.log(f"started {p['name']}: the installation goes on in its console")
     ctx.keep({p["disk_path"], uuid})
     links = [{"label": p["name"], "url": reverse("domains:detail", args=[row.pk])}]

@@ -51,7 +51,7 @@ def reason_name(state: str, code: int) -> str:
 
 
 @dataclass
-class DomainSnapshot:
+class DomainState:
     """What lists need to know about one domain, read in as few calls as libvirt allows."""
 
     uuid: str
@@ -68,12 +68,12 @@ class DomainSnapshot:
         return asdict(self)
 
 
-def snapshot(dom: libvirt.virDomain) -> DomainSnapshot:
+def read_state(dom: libvirt.virDomain) -> DomainState:
     state_code, reason_code = dom.state()
     _state, max_mem_kib, _mem_kib, vcpus, _cpu_time = dom.info()
     state = state_name(state_code)
     xml = DomainXML.from_string(dom.XMLDesc(0))
-    return DomainSnapshot(
+    return DomainState(
         uuid=dom.UUIDString(),
         name=dom.name(),
         state=state,
@@ -86,8 +86,8 @@ def snapshot(dom: libvirt.virDomain) -> DomainSnapshot:
     )
 
 
-def list_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
-    return errors.read_present(conn.listAllDomains(0), snapshot, libvirt.VIR_ERR_NO_DOMAIN)
+def list_states(conn: libvirt.virConnect) -> list[DomainState]:
+    return errors.read_present(conn.listAllDomains(0), read_state, libvirt.VIR_ERR_NO_DOMAIN)
 
 
 def lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
@@ -122,7 +122,7 @@ ACTIONS: dict[str, Action] = {a.name: a for a in [
 ]}
 
 
-def run_action(conn: libvirt.virConnect, uuid: str, name: str) -> DomainSnapshot:
+def run_action(conn: libvirt.virConnect, uuid: str, name: str) -> DomainState:
     """Run one lifecycle action after checking that the domain's state allows it."""
     action = ACTIONS.get(name)
     if action is None:
@@ -135,7 +135,7 @@ def run_action(conn: libvirt.virConnect, uuid: str, name: str) -> DomainSnapshot
                         f"That needs it to be {' or '.join(sorted(STATE_LABELS[s] for s in action.allowed))}.",
                         errors.STATE)
     action.run(dom)
-    return snapshot(dom)
+    return read_state(dom)
 
 
 def start_paused(conn: libvirt.virConnect, uuid: str) -> None:
@@ -152,20 +152,20 @@ def start_paused(conn: libvirt.virConnect, uuid: str) -> None:
         dom.create()
 
 
-def resume_if_paused(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot:
+def resume_if_paused(conn: libvirt.virConnect, uuid: str) -> DomainState:
     dom = lookup(conn, uuid)
     if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
         dom.resume()
-    return snapshot(dom)
+    return read_state(dom)
 
 
-def set_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> DomainSnapshot:
+def set_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> DomainState:
     dom = lookup(conn, uuid)
     if not dom.isPersistent():
         raise VirtError(f"{dom.name()} is transient; only a defined (persistent) domain can autostart.",
                         errors.STATE)
     dom.setAutostart(1 if enabled else 0)
-    return snapshot(dom)
+    return read_state(dom)
 
 
 def domain_xml(conn: libvirt.virConnect, uuid: str, inactive: bool = False) -> str:
@@ -188,7 +188,7 @@ def refuse_taken_name(conn: libvirt.virConnect, name: str) -> None:
                         f"A domain named '{name}' already exists on this host. Choose another name.")
 
 
-def define(conn: libvirt.virConnect, xml: str, transient: bool = False) -> DomainSnapshot:
+def define(conn: libvirt.virConnect, xml: str, transient: bool = False) -> DomainState:
     """Define a persistent domain (virsh define) or start a transient one (virsh create)."""
     doc = _validated(xml)
     refuse_taken_name(conn, doc.name or "")
@@ -196,10 +196,10 @@ def define(conn: libvirt.virConnect, xml: str, transient: bool = False) -> Domai
         dom = conn.createXML(doc.to_string(), libvirt.VIR_DOMAIN_START_VALIDATE)
     else:
         dom = conn.defineXMLFlags(doc.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    return snapshot(dom)
+    return read_state(dom)
 
 
-def redefine(conn: libvirt.virConnect, uuid: str, xml: str) -> DomainSnapshot:
+def redefine(conn: libvirt.virConnect, uuid: str, xml: str) -> DomainState:
     """Replace a persistent domain's definition (virsh edit). A rejected edit changes nothing."""
     dom = lookup(conn, uuid)
     if not dom.isPersistent():
@@ -213,7 +213,7 @@ def redefine(conn: libvirt.virConnect, uuid: str, xml: str) -> DomainSnapshot:
         raise VirtError(f"The edited XML renames the domain to '{doc.name}'. Renaming is not done by editing "
                         f"XML; keep <name>{dom.name()}</name>.", errors.INVALID)
     conn.defineXMLFlags(doc.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
-    return snapshot(dom)
+    return read_state(dom)
 
 
 def undefine(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) -> list[str]:
