@@ -87,5 +87,6 @@ urlpatterns = [
     path("", include("webvirt.networks.api")),
     path("", include("webvirt.storage.api")),
     path("", include("webvirt.domains.device_api")),
+    path("", include("webvirt.snapshots.api")),
     path("", include(router.urls)),
 ]

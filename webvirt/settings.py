@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "webvirt.networks",
     "webvirt.storage",
     "webvirt.install",
+    "webvirt.snapshots",
 ]
 
 MIDDLEWARE = [

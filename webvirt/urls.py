@@ -15,6 +15,8 @@ urlpatterns = [
     path("api/v1/", include(("webvirt.api", "api"))),
     path("audit/", include("webvirt.accounts.urls")),
     path("consoles/", include("webvirt.consoles.urls")),
+    # Before domains/: its <pk>/<verb>/ route would take <pk>/snapshots/ for a lifecycle action.
+    path("domains/<int:pk>/snapshots/", include("webvirt.snapshots.urls")),
     path("domains/", include("webvirt.domains.urls")),
     path("hosts/", include("webvirt.hosts.urls")),
     path("install/", include("webvirt.install.urls")),

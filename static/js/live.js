@@ -25,6 +25,10 @@ function concerns(region, ev) {
   if (kind === "jobs") return ev.type === "job" && !document.querySelector(`[data-job-bar="${ev.id}"]`);
   if (kind === "job") return ev.type === "job" && String(ev.id) === region.dataset.job && ev.state !== "running";
   if (kind === "domains-of-job") return ev.type === "domain";
+  if (kind === "snapshots") {
+    return (ev.type === "snapshots" && String(ev.id) === region.dataset.domain)
+      || (ev.type === "job" && ev.state !== "running" && !!region.querySelector(`[data-job-bar="${ev.id}"]`));
+  }
   if (kind === "networks") return ev.type === "network" && String(ev.host) === region.dataset.host;
   if (kind === "pools") {
     return (ev.type === "pool" && String(ev.host) === region.dataset.host)

@@ -5,10 +5,10 @@ An object a user may not see is reported as missing (404), never as forbidden, s
 does not leak.
 
 - Administrators (staff) see and do everything.
-- Other users see the domains they own (their clones) and may operate, console, delete and
-  extend them, but not edit their XML; they see the templates granted to them or to one of
-  their groups and may clone them; they see their own jobs and may cancel and retry them.
-  Hosts, the audit trail and everything else stay hidden from them.
+- Other users see the domains they own (their clones) and may operate, console, delete, extend
+  and snapshot them (and reset them to their template), but not edit their XML; they see the
+  templates granted to them or to one of their groups and may clone them; they see their own
+  jobs and may cancel and retry them. Hosts, the audit trail and everything else stay hidden from them.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ ADD = "add"
 CONSOLE = "console"  # open a domain's graphical or serial console
 USE = "use"  # clone a template
 EXTEND = "extend"  # push back a clone's expiry
+SNAPSHOT = "snapshot"  # take, revert and delete snapshots; reset a linked clone to its template
 
 # What an owner may do to a domain they own.
-OWNER_ACTIONS = {VIEW, OPERATE, CONSOLE, DELETE, EXTEND}
+OWNER_ACTIONS = {VIEW, OPERATE, CONSOLE, DELETE, EXTEND, SNAPSHOT}
 
 
 class Denied(Exception):
@@ -97,7 +98,7 @@ def may_receive(user: Any, event: dict[str, Any]) -> bool:
         return True
     if event.get("type") == "job":
         return bool(event.get("user")) and event.get("user") == user.pk
-    if event.get("type") == "domain":
+    if event.get("type") in ("domain", "snapshots"):
         return bool(event.get("owner")) and event.get("owner") == user.pk
     return False
 

@@ -152,7 +152,8 @@ def undefine(actor: Actor, domain: Domain, delete_volumes: bool = False) -> list
             # Disks left behind would be nobody's, yet use the host's storage outside every quota.
             raise policy.Denied(f"Only an administrator can undefine {domain.name} and keep its disks; "
                                 "delete it with its disks instead.")
-        deleted = call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes))
+        keep = template_bases(domain)
+        deleted = call(domain.host, lambda conn: virt_domains.undefine(conn, domain.uuid, delete_volumes, keep))
         target.detail.append(f"deleted volumes: {', '.join(deleted)}" if deleted else "no volumes deleted")
         domain.delete()
         return deleted
@@ -167,10 +168,18 @@ def remove(actor: Actor, domain: Domain, reason: str = "") -> list[str]:
         if actor.user is not None:
             policy.require(actor.user, policy.DELETE, domain)
         _refuse_template(domain)
-        deleted = call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid), timeout=60)
+        keep = template_bases(domain)
+        deleted = call(domain.host, lambda conn: virt_domains.remove(conn, domain.uuid, keep=keep), timeout=60)
         target.detail.append(f"{reason + '; ' if reason else ''}deleted volumes: {', '.join(deleted) or 'none'}")
         Domain.objects.filter(pk=domain.pk).delete()
         return deleted
+
+
+def template_bases(domain: Domain) -> frozenset[str]:
+    """Files never deleted with a domain: the templates' base disks on its host (its snapshots' files go)."""
+    from webvirt.catalog.models import Template
+
+    return frozenset(Template.base_paths(domain.host_id))
 
 
 def _refuse_template(domain: Domain) -> None:

@@ -32,6 +32,12 @@ def domain_removed_message(host_id: int, domain_id: int, uuid: str, name: str,
             "state_label": "removed", "reason": "", "owner": owner}
 
 
+def snapshots_message(row: Domain, change: str, name: str) -> dict[str, Any]:
+    """A domain's snapshots changed through webvirt (libvirt sends no snapshot events)."""
+    return {"type": "snapshots", "id": row.pk, "host": row.host_id, "uuid": row.uuid, "owner": row.owner_id,
+            "change": change, "name": name}
+
+
 def host_message(host: Host) -> dict[str, Any]:
     return {"type": "host", "host": host.pk, "name": host.name, "status": host.status,
             "reason": host.status_reason,

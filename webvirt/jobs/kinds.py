@@ -20,6 +20,11 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "install": ("webvirt.install.jobs.run_install", "webvirt.install.services.retry_install"),
     # The uploaded file is deleted when its job ends: there is nothing to upload again.
     "upload": ("webvirt.install.jobs.run_upload", None),
+    # A snapshot operation is decided against the domain as it was: ask again rather than repeat it.
+    "snapshot_create": ("webvirt.snapshots.jobs.run_snapshot_create", None),
+    "snapshot_revert": ("webvirt.snapshots.jobs.run_snapshot_revert", None),
+    "snapshot_delete": ("webvirt.snapshots.jobs.run_snapshot_delete", None),
+    "snapshot_reset": ("webvirt.snapshots.jobs.run_snapshot_reset", None),
     "volume_clone": ("webvirt.storage.jobs.run_volume_clone", "webvirt.storage.services.retry_volume_clone"),
     "volume_download": ("webvirt.storage.jobs.run_volume_download",
                         "webvirt.storage.services.retry_volume_download"),

@@ -85,6 +85,10 @@ def make_template(conn: libvirt.virConnect, uuid: str) -> tuple[str, list[BaseDi
                         errors.STATE)
     if not dom.isPersistent():
         raise VirtError(f"{dom.name()} is transient; only a defined domain can become a template.", errors.STATE)
+    if dom.snapshotNum(0):
+        raise VirtError(f"{dom.name()} has {dom.snapshotNum(0)} snapshot(s). Delete them on its Snapshots tab first: "
+                        "a template's disks become the read-only bases of its clones, and no snapshot survives that.",
+                        errors.STATE)
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     disks = base_disks(conn, xml)
     root = etree.fromstring(xml.encode())

@@ -8,7 +8,7 @@ from typing import Any
 
 import libvirt
 
-from webvirt.virt import errors
+from webvirt.virt import chains, errors
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
 
@@ -216,14 +216,16 @@ def redefine(conn: libvirt.virConnect, uuid: str, xml: str) -> DomainState:
     return read_state(dom)
 
 
-def undefine(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) -> list[str]:
-    """Remove a domain's definition (stopping a transient one); optionally delete its disk volumes.
+def undefine(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False,
+             keep: frozenset[str] = frozenset()) -> list[str]:
+    """Remove a domain's definition and snapshots (stopping a transient one); optionally delete its disk
+    volumes, the files of its external snapshots included, but never those in `keep` (templates' bases).
 
     Returns the paths of the volumes deleted. Volumes are only deleted when libvirt's storage
     knows them, so a disk outside every pool is never removed by accident.
     """
     dom = lookup(conn, uuid)
-    volumes = _domain_volumes(conn, dom) if delete_volumes else []
+    volumes = _domain_volumes(conn, dom, keep) if delete_volumes else []
     state = state_name(dom.state()[0])
     if state not in ("shutoff", "crashed") and dom.isPersistent():
         raise VirtError(f"{dom.name()} is {STATE_LABELS[state]}. Force it off before undefining it.", errors.STATE)
@@ -246,7 +248,8 @@ def undefine(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = False) 
     return deleted
 
 
-def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True) -> list[str]:
+def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True,
+           keep: frozenset[str] = frozenset()) -> list[str]:
     """Force off (if running) and undefine a domain, deleting its volumes; [] when it is gone already."""
     try:
         dom = lookup(conn, uuid)
@@ -256,10 +259,20 @@ def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True) -> 
         dom.destroy()
     if not dom.isPersistent():
         return []
-    return undefine(conn, uuid, delete_volumes=delete_volumes)
+    return undefine(conn, uuid, delete_volumes=delete_volumes, keep=keep)
 
 
-def _domain_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[libvirt.virStorageVol]:
+def _domain_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain,
+                    keep: frozenset[str]) -> list[libvirt.virStorageVol]:
+    found = {vol.path(): vol for vol in _disk_volumes(conn, dom)}
+    for path in chains.owned(conn, dom) - found.keys():  # what external snapshots made and stood on
+        vol = chains.volume_at(conn, path)
+        if vol is not None:
+            found[path] = vol
+    return [vol for path, vol in found.items() if path not in keep]
+
+
+def _disk_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain) -> list[libvirt.virStorageVol]:
     doc = DomainXML.from_string(dom.XMLDesc(0))
     found = []
     for disk in doc.disks:

@@ -114,6 +114,9 @@ class Domain(XMLObject):
     arch = XMLProperty[str]("./os/type/@arch")
     machine = XMLProperty[str]("./os/type/@machine")
     os_type = XMLProperty[str]("./os/type")
+    firmware = XMLProperty[str]("./os/@firmware")
+    loader_type = XMLProperty[str]("./os/loader/@type")
+    nvram = XMLProperty[str]("./os/nvram")
     emulator = XMLProperty[str]("./devices/emulator")
     acpi = XMLFlag("./features/acpi")
     apic = XMLFlag("./features/apic")
@@ -151,6 +154,17 @@ class Domain(XMLObject):
     @property
     def boot_devices(self) -> list[str]:
         return [node.get("dev", "") for node in self.node.findall("./os/boot")]
+
+    @property
+    def uefi(self) -> bool:
+        """Boots with UEFI firmware, whose variables live in an NVRAM file beside the disks."""
+        return self.firmware == "efi" or self.loader_type == "pflash" or self.node.find("./os/nvram") is not None
+
+    @property
+    def writable_disks(self) -> list[Disk]:
+        """The disks a snapshot or a clone is about: hard disks, not CD-ROMs or read-only or shared ones."""
+        return [d for d in self.disks if d.device in (None, "disk") and not d.is_readonly
+                and d.node.find("./shareable") is None]
 
     @property
     def graphics_type(self) -> str:

@@ -15,7 +15,7 @@ from lxml import etree
 from webvirt.virt import errors
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
-from webvirt.virt.storagexml import FILE_POOLS, POOL_LABELS, POOL_TYPES, Pool, Volume
+from webvirt.virt.storagexml import FILE_POOLS, MIB, POOL_LABELS, POOL_TYPES, Pool, Volume
 
 _STATES = {libvirt.VIR_STORAGE_POOL_INACTIVE: "inactive", libvirt.VIR_STORAGE_POOL_BUILDING: "building",
            libvirt.VIR_STORAGE_POOL_RUNNING: "running", libvirt.VIR_STORAGE_POOL_DEGRADED: "degraded",
@@ -313,6 +313,15 @@ def set_pool_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> Po
         raise VirtError(f"Pool {pool.name()} is transient; only a defined pool can autostart.", errors.STATE)
     pool.setAutostart(1 if enabled else 0)
     return pool_info(pool)
+
+
+def check_space(pool: libvirt.virStoragePool, needed: int, what: str) -> None:
+    """Refuse (INVALID, with the figures) when `pool` has less than `needed` bytes free for `what`."""
+    pool.refresh(0)
+    _state, capacity, _allocation, available = pool.info()
+    if needed > available:
+        raise VirtError(f"{what} needs {needed / MIB:,.0f} MiB but pool {pool.name()} has only "
+                        f"{available / MIB:,.0f} MiB free (of {capacity / MIB:,.0f} MiB).", errors.INVALID)
 
 
 def refuse_bases(paths: list[str], bases: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ from webvirt.virt.errors import VirtError
 from webvirt.virt.storage import (
     VolumeInfo,
     backing_users,
+    check_space,
     disk_users,
     pool_lookup,
     refuse_bases,
@@ -26,14 +27,6 @@ from webvirt.virt.streams import finished
 
 # Volumes: changing ------------------------------------------------------------------------------
 
-def _check_space(pool: libvirt.virStoragePool, needed: int, what: str) -> None:
-    pool.refresh(0)
-    _state, capacity, _allocation, available = pool.info()
-    if needed > available:
-        raise VirtError(f"{what} needs {needed / MIB:,.0f} MiB but pool {pool.name()} has only "
-                        f"{available / MIB:,.0f} MiB free (of {capacity / MIB:,.0f} MiB).", errors.INVALID)
-
-
 def create_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, fmt: str, capacity_mib: int) -> VolumeInfo:
     pool = pool_lookup(conn, pool_uuid)
     if not pool.isActive():
@@ -41,7 +34,7 @@ def create_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, fmt: str,
     xml = volume_xml(name, fmt, capacity_mib)
     errors.refuse_taken(lambda: pool.storageVolLookupByName(name.strip()),
                         f"Pool {pool.name()} already has a volume named '{name}'.")
-    _check_space(pool, capacity_mib * MIB, f"A {capacity_mib:,} MiB volume")
+    check_space(pool, capacity_mib * MIB, f"A {capacity_mib:,} MiB volume")
     vol = pool.createXML(xml, 0)
     return volume_info(pool, vol, {}, {})
 
@@ -86,7 +79,7 @@ def resize_volume(conn: libvirt.virConnect, pool_uuid: str, name: str, capacity_
                         errors.STATE)
     fmt = Volume.from_string(vol.XMLDesc(0)).format
     if fmt != "qcow2":
-        _check_space(pool, new - capacity, f"Growing {name} by {(new - capacity) / MIB:,.0f} MiB")
+        check_space(pool, new - capacity, f"Growing {name} by {(new - capacity) / MIB:,.0f} MiB")
     vol.resize(new, 0)
     return volume_info(pool, vol, {}, {})
 
@@ -99,7 +92,7 @@ def clone_plan(conn: libvirt.virConnect, pool_uuid: str, name: str, new_name: st
     errors.refuse_taken(lambda: pool.storageVolLookupByName(new_name),
                         f"Pool {pool.name()} already has a volume named '{new_name}'.")
     _type, capacity, allocation = vol.info()
-    _check_space(pool, allocation, f"A copy of {name}")
+    check_space(pool, allocation, f"A copy of {name}")
     target = Pool.from_string(pool.XMLDesc(0)).target_path or ""
     return f"{target.rstrip('/')}/{new_name}", capacity
 
