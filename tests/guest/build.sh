@@ -4,6 +4,11 @@
 #
 #   tests/guest/build.sh [OUTPUT]      default: <repo>/.state/guest/tiny.qcow2
 #
+# The disk is 33 MiB: a 32 MiB FAT filesystem, then 1 MiB that belongs to no
+# filesystem (bytes 32 MiB..33 MiB, sectors 65536..67583) for tests to write raw
+# markers into with dd from the guest's shell (tests/guest/serial.py). Keep
+# DISK_RESERVED_* in tests/guest/guest.py in step with FS_MIB and RESERVED_MIB.
+#
 # No root and no mounts needed. The result is cached: nothing is done when
 # OUTPUT exists and is newer than this script. Downloaded .deb files are kept in
 # $(dirname OUTPUT)/cache (override with WEBVIRT_GUEST_CACHE).
@@ -63,11 +68,22 @@ fi
 [ -n "$DEB" ] && [ -f "$DEB" ] || { echo "tiny guest: no cloud kernel package found" >&2; exit 1; }
 echo "tiny guest: kernel package $(basename "$DEB")"
 
-# Only the kernel and the two modules the ACPI power button needs
-# (button.ko, evdev.ko: both =m in the cloud kernel, neither has dependencies).
+# Only the kernel and the few modules the guest needs; the cloud kernel builds
+# all of them as modules (none is in its modules.builtin), and the .deb has no
+# modules.dep, so /init loads them with insmod in the order given here:
+#   ACPI power button: evdev, button (no dependencies);
+#   the virtio disk /dev/vda: virtio_ring; virtio (needs virtio_ring);
+#   virtio_pci_modern_dev, virtio_pci_legacy_dev; virtio_pci (needs the four
+#   before it); virtio_blk (needs virtio, virtio_ring). The six virtio modules
+#   add 270 KiB to the initramfs, 70 KiB gzipped.
+MODULES="drivers/input/evdev drivers/acpi/button
+         drivers/virtio/virtio_ring drivers/virtio/virtio
+         drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci_legacy_dev
+         drivers/virtio/virtio_pci drivers/block/virtio_blk"
+set -- './boot/vmlinuz-*'
+for m in $MODULES; do set -- "$@" "*/kernel/$m.ko"; done
 mkdir -p "$WORK/pkg"
-dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$WORK/pkg" --wildcards \
-    './boot/vmlinuz-*' '*/kernel/drivers/acpi/button.ko' '*/kernel/drivers/input/evdev.ko'
+dpkg-deb --fsys-tarfile "$DEB" | tar -x -C "$WORK/pkg" --wildcards "$@"
 VMLINUZ=$(ls "$WORK"/pkg/boot/vmlinuz-* | head -n1)
 
 # --- initramfs ---------------------------------------------------------------
@@ -77,6 +93,17 @@ mkdir -p "$R/bin" "$R/sbin" "$R/dev" "$R/proc" "$R/sys" "$R/tmp" "$R/root" \
 cp "$BUSYBOX" "$R/bin/busybox"
 ln -s busybox "$R/bin/sh"
 find "$WORK/pkg/lib/modules" -name '*.ko' -exec cp {} "$R/lib/modules/" \;
+# /init loads them in this (dependency) order.
+for m in $MODULES; do echo "${m##*/}"; done > "$R/lib/modules/order"
+
+# Flush the guest's writes to its disk and drop its caches, so that a read after
+# it shows what is on the disk rather than what the guest remembers.
+cat > "$R/bin/flush-disk" <<'FLUSH'
+#!/bin/sh
+sync
+echo 3 > /proc/sys/vm/drop_caches
+FLUSH
+chmod 755 "$R/bin/flush-disk"
 
 cat > "$R/etc/acpi/PWRF/00000080" <<'ACPI'
 #!/bin/sh
@@ -104,9 +131,13 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 exec </dev/console >/dev/console 2>&1
 
 hostname webvirt-tiny
-insmod /lib/modules/evdev.ko 2>/dev/null
-insmod /lib/modules/button.ko 2>/dev/null
+while read -r module; do insmod "/lib/modules/$module.ko" 2>/dev/null; done < /lib/modules/order
 acpid -c /etc/acpi -l /var/log/acpid.log
+# virtio_blk probes asynchronously: READY promises /dev/vda to tests (up to 5 s).
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do usleep 100000; i=$((i + 1)); done
+disk=none
+[ -b /dev/vda ] && disk=/dev/vda
 
 uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)
 {
@@ -130,7 +161,7 @@ uuid=$(cat /sys/class/dmi/id/product_uuid 2>/dev/null || echo unknown)
 ( while :; do echo "WEBVIRT-TTY1-SHELL" > /dev/ttyS0; setsid -c sh -l </dev/tty1 >/dev/tty1 2>&1; done ) &
 
 stty -F /dev/ttyS0 115200 sane 2>/dev/null
-echo "WEBVIRT-GUEST-READY hostname=$(hostname) uuid=$uuid" > /dev/ttyS0
+echo "WEBVIRT-GUEST-READY hostname=$(hostname) uuid=$uuid disk=$disk" > /dev/ttyS0
 # Interactive shell with job control on the serial port, respawned forever.
 while :; do
     setsid -c sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
@@ -151,14 +182,20 @@ LABEL linux
   APPEND initrd=initrd.gz console=tty0 console=ttyS0,115200 no_timer_check consoleblank=0 quiet
 CFG
 
+# The filesystem is FS_MIB (given to mkfs.fat in 1 KiB blocks); the file grows by
+# RESERVED_MIB of zeros only after mcopy, so that mtools never sees a file longer
+# than its filesystem (it warns) and nothing can write past the filesystem.
+FS_MIB=32
+RESERVED_MIB=1
 IMG=$WORK/disk.img
-truncate -s 32M "$IMG"
-mkfs.fat -n WEBVIRT "$IMG" >/dev/null
+truncate -s ${FS_MIB}M "$IMG"
+mkfs.fat -n WEBVIRT "$IMG" $((FS_MIB * 1024)) >/dev/null
 syslinux --install "$IMG"
 export MTOOLS_SKIP_CHECK=1
 mcopy -i "$IMG" "$VMLINUZ" ::vmlinuz
 mcopy -i "$IMG" "$WORK/initrd.gz" ::initrd.gz
 mcopy -i "$IMG" "$WORK/syslinux.cfg" ::syslinux.cfg
+truncate -s $((FS_MIB + RESERVED_MIB))M "$IMG"
 
 qemu-img convert -f raw -O qcow2 -o compat=1.1 "$IMG" "$WORK/tiny.qcow2"
 mv -f "$WORK/tiny.qcow2" "$OUT"

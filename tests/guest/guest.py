@@ -1,11 +1,23 @@
 """Helpers for the tiny bootable test guest built by ``tests/guest/build.sh``.
 
 The guest is a Debian cloud kernel with a busybox initramfs on a FAT disk booted
-by syslinux. It prints ``WEBVIRT-GUEST-READY`` on its serial port when up,
-shows a banner on the VGA console, answers a root shell on the serial port (and
-on tty1), and powers off on an ACPI power-button press (``dom.shutdown()``).
+by syslinux. It prints ``WEBVIRT-GUEST-READY ... disk=/dev/vda`` on its serial
+port when up, shows a banner on the VGA console, answers a root shell on the
+serial port (and on tty1), and powers off on an ACPI power-button press
+(``dom.shutdown()``).
 
-Under emulation (domain type ``qemu``) it boots in a few seconds. No network
+Its own disk: the initramfs loads virtio_blk (and the virtio modules it needs),
+so the shell can read and write ``/dev/vda`` with dd, and READY is printed only
+once ``/dev/vda`` exists. The disk is a 33 MiB whole-disk image: a 32 MiB FAT
+filesystem, then 1 MiB that no filesystem uses, ``DISK_RESERVED_OFFSET``
+(32 MiB, sector 65536) to ``DISK_SIZE`` (33 MiB), zero in the base image. Tests
+write raw markers there. ``flush-disk`` in the guest syncs and drops its caches,
+so a read after it shows what is on the disk. ``/tmp`` lives in RAM (the
+initramfs), so a file there is memory state: gone after a restart, back after
+reverting a snapshot with memory. ``tests/guest/serial.py`` drives the shell
+and has helpers for both.
+
+Under emulation (domain type ``qemu``) it boots in about 6 seconds. No network
 interface is defined: tests must not send traffic to guests.
 
 No Django imports: usable from plain scripts and benchmarks.
@@ -26,6 +38,15 @@ GUEST_IMAGE = Path(
 
 READY_MARKER = "WEBVIRT-GUEST-READY"
 POWEROFF_MARKER = "WEBVIRT-GUEST-POWEROFF"
+
+# The disk's layout, as build.sh makes it (FS_MIB, RESERVED_MIB there).
+MIB = 1024 * 1024
+SECTOR_BYTES = 512
+DISK_RESERVED_OFFSET = 32 * MIB  # where the FAT filesystem ends: nothing in the guest uses what follows
+DISK_RESERVED_BYTES = 1 * MIB
+DISK_SIZE = DISK_RESERVED_OFFSET + DISK_RESERVED_BYTES
+# A file in the guest's RAM (its initramfs root), for memory state.
+MEMORY_COUNTER_FILE = "/tmp/webvirt-counter"
 
 
 def ensure_image() -> Path:
