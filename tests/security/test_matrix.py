@@ -25,11 +25,17 @@ from asgiref.testing import ApplicationCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.conftest import TEST_URI
+from tests.security import asking
 from tests.security.asking import ask, url_values
 from tests.security.conftest import ROLES, World
 from tests.security.routes import MUTATING, Route, http_routes, outcome, websocket_routes
 
 pytestmark = pytest.mark.django_db
+
+# What the snapshot routes' URL arguments name, added to asking.py's tables from here: their `pk` is a
+# domain (the owner's, a fresh one for a change), their `name` a snapshot that domain does not have.
+asking.PK_KINDS.append(("snapshots:", "domain"))
+asking.FIXED.setdefault("name", "mx-snapshot")
 
 # Families ------------------------------------------------------------------------------------------
 #                     anonymous stranger grantee owner admin
@@ -123,6 +129,20 @@ MATRIX: dict[str, dict[str, str]] = {
     "domains:extend": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},
     "domains:device_change": {"GET": NOT_POST, "POST": "login 404 404 denied 302"},
     "domains:action": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},
+    # Snapshots: the owner's domain, snapshotted by the owner; it is a shut-off domain with a raw disk and
+    # no snapshot, and not a linked clone.
+    # An empty body asks for a snapshot named after the time, of the kind webvirt picks: the job is queued.
+    "api:domain-snapshots": {"GET": OWNER_API, "POST": "401 404 404 202 202"},
+    # The snapshot named in the URL does not exist: not found, once the policy has let the owner through.
+    "api:domain-snapshot": {"DELETE": "401 404 404 404 404"},
+    "api:domain-snapshot-revert": {"POST": "401 404 404 404 404"},
+    "api:domain-reset-to-template": {"POST": "401 404 404 409 409"},  # not a linked clone
+    "snapshots:panel": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
+    "snapshots:take": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},  # an empty form: back to the tab, saying why
+    # No such snapshot: the confirmation pages send back to the tab, saying so.
+    **{name: {"GET": OWNER_PAGE_ACTS, "POST": OWNER_PAGE_ACTS} for name in ("snapshots:revert", "snapshots:delete")},
+    # The confirmation page; posted, it is shown again with the reason it was refused (not a linked clone).
+    "snapshots:reset": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
     "consoles:vnc": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
     "consoles:serial": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
     "consoles:screenshot": {"GET": "login 404 404 409 409", "POST": "login 404 404 409 409"},
@@ -232,6 +252,7 @@ VALID_BODIES: dict[str, Any] = {
     "api:domain-disks": lambda w: {"volume": "/mx/volume.img"},
     "api:domain-interfaces": lambda w: {"network": "default"},
     "api:domain-media": lambda w: {"target": "hdc", "path": ""},
+    "api:domain-snapshots": lambda w: {"name": "mx-snap"},
     "api:install": lambda w: {"host": w.host.pk, "name": "mx-install", "pool": _pool_name(w), "disk_gib": 0.01},
     "api:upload": lambda w: {"host": w.host.pk, "pool": _pool_name(w), "file": _file()},
     "api:host-networks": lambda w: {"name": "mx-net", "ipv4": "10.215.0.1/24"},
@@ -251,6 +272,7 @@ VALID_BODIES: dict[str, Any] = {
     "api:template-clone": lambda w: {"count": 1, "name_pattern": "mx-{n}"},
     "hosts:add": lambda w: {"name": "mx-host", "uri": TEST_URI},
     "hosts:edit": lambda w: {"name": "mx-host", "uri": TEST_URI},
+    "snapshots:take": lambda w: {"name": "mx-snap", "kind": "auto"},
     "networks:dhcp_add": lambda w: {"mac": "52:54:00:00:00:99", "ip": "10.214.0.99"},
     "storage:volume_action": lambda w: {"capacity_mib": "2"},
     "storage:volume_create": lambda w: {"name": "mx-new", "format": "raw", "capacity_mib": "1"},
@@ -313,9 +335,11 @@ def assert_nothing_made(world: World) -> None:
     """The refused requests carried valid bodies: none of what they asked for may exist now."""
     from webvirt.catalog.models import Template
     from webvirt.hosts.models import Host
+    from webvirt.jobs.models import Job
 
     assert not Host.objects.filter(name="mx-host").exists()
     assert not Template.objects.filter(name="mx-template").exists()
+    assert not Job.objects.filter(kind="snapshot_create", params__name="mx-snap").exists()
     driver = libvirt.open(TEST_URI)  # a connection of its own: the names are read from the driver itself
     try:
         names = {d.name() for d in driver.listAllDomains(0)} | {n.name() for n in driver.listAllNetworks(0)}
