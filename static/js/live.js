@@ -26,8 +26,10 @@ function concerns(region, ev) {
   if (kind === "job") return ev.type === "job" && String(ev.id) === region.dataset.job && ev.state !== "running";
   if (kind === "domains-of-job") return ev.type === "domain";
   if (kind === "snapshots") {
+    // Its own jobs, started here or anywhere else: re-fetched when one appears or ends, patched in between.
+    const shown = !!region.querySelector(`[data-job-bar="${ev.id}"]`);
     return (ev.type === "snapshots" && String(ev.id) === region.dataset.domain)
-      || (ev.type === "job" && ev.state !== "running" && !!region.querySelector(`[data-job-bar="${ev.id}"]`));
+      || (ev.type === "job" && ev.target === `domain:${region.dataset.domain}` && (ev.state !== "running" || !shown));
   }
   if (kind === "networks") return ev.type === "network" && String(ev.host) === region.dataset.host;
   if (kind === "pools") {

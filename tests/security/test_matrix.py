@@ -141,8 +141,8 @@ MATRIX: dict[str, dict[str, str]] = {
     "snapshots:take": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},  # an empty form: back to the tab, saying why
     # No such snapshot: the confirmation pages send back to the tab, saying so.
     **{name: {"GET": OWNER_PAGE_ACTS, "POST": OWNER_PAGE_ACTS} for name in ("snapshots:revert", "snapshots:delete")},
-    # The confirmation page; posted, it is shown again with the reason it was refused (not a linked clone).
-    "snapshots:reset": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
+    # Not a linked clone: back to the tab with the reason, before any confirmation is asked.
+    "snapshots:reset": {"GET": OWNER_PAGE_ACTS, "POST": OWNER_PAGE_ACTS},
     "consoles:vnc": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
     "consoles:serial": {"GET": OWNER_PAGE, "POST": OWNER_PAGE},
     "consoles:screenshot": {"GET": "login 404 404 409 409", "POST": "login 404 404 409 409"},

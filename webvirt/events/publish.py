@@ -46,7 +46,8 @@ def host_message(host: Host) -> dict[str, Any]:
 
 def job_message(job: Any) -> dict[str, Any]:
     return {"type": "job", "id": job.pk, "user": job.user_id, "kind": job.kind, "title": job.title,
-            "state": job.state, "progress": round(job.progress, 1), "message": job.message, "error": job.error}
+            "state": job.state, "progress": round(job.progress, 1), "message": job.message, "error": job.error,
+            "target": f"{job.target_type}:{job.target_id}" if job.target_type else ""}
 
 
 def _envelope(message: dict[str, Any]) -> dict[str, Any]:

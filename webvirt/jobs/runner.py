@@ -18,12 +18,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import libvirt
 from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
 from webvirt.jobs import kinds
 from webvirt.jobs.models import Job
+from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
 
 log = logging.getLogger(__name__)
@@ -164,6 +166,10 @@ def _run(ctx: JobContext) -> tuple[str, str, dict]:
     except (JobError, VirtError) as exc:
         ctx.log(f"failed: {exc}")
         return Job.FAILED, str(exc), {}
+    except libvirt.libvirtError as exc:  # libvirt refused: its reason, as a sentence, is the job's error
+        message = errors.from_libvirt(exc).message
+        ctx.log(f"failed: {message}")
+        return Job.FAILED, message, {}
     except Exception as exc:
         log.exception("job %s crashed", ctx.job.pk)
         ctx.log(traceback.format_exc(limit=5))

@@ -6,10 +6,13 @@ job (webvirt.snapshots.jobs), so the page and the API answer at once and show pr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 import libvirt
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from webvirt.accounts import policy
@@ -31,6 +34,7 @@ from webvirt.virt.snapshots import Plan, SnapshotInfo
 JOB_KINDS = ("snapshot_create", "snapshot_revert", "snapshot_delete", "snapshot_reset")
 GIB = 1024**3
 MAX_DESCRIPTION = 1000
+RECENT_FAILURES = timedelta(minutes=15)
 
 
 def list_snapshots(actor: Actor, domain: Domain) -> list[SnapshotInfo]:
@@ -44,11 +48,25 @@ def list_snapshots(actor: Actor, domain: Domain) -> list[SnapshotInfo]:
     return infos
 
 
-def active_jobs(actor: Actor, domain: Domain) -> list[Job]:
-    """Snapshot jobs of this domain still queued or running, that `actor` may see."""
-    jobs = Job.objects.filter(kind__in=JOB_KINDS, target_type="domain", target_id=str(domain.pk),
-                              state__in=Job.ACTIVE)
-    return list(policy.visible(actor.user, jobs).order_by("created"))
+def recent_jobs(actor: Actor, domain: Domain) -> list[Job]:
+    """The domain's snapshot jobs the tab shows: those still queued or running, and those that failed in the
+    last quarter of an hour after its last success (so a failure stays in sight), that `actor` may see."""
+    jobs = policy.visible(actor.user, Job.objects.filter(kind__in=JOB_KINDS, target_type="domain",
+                                                         target_id=str(domain.pk)))
+    last_success = jobs.filter(state=Job.SUCCEEDED).order_by("-finished").values_list("finished", flat=True).first()
+    since = max(filter(None, [last_success, timezone.now() - RECENT_FAILURES]))
+    return list(jobs.filter(Q(state__in=Job.ACTIVE) | Q(state=Job.FAILED, finished__gt=since)).order_by("created"))
+
+
+def memory_by_default(domain: Domain) -> bool:
+    """Whether the take form ticks "include memory": for a running domain that can have it."""
+    if domain.state != "running":
+        return False
+    try:
+        call(domain.host, lambda conn: virt.plan(conn, domain.uuid, "auto", True))
+    except VirtError:
+        return False
+    return True
 
 
 def default_name() -> str:
@@ -82,7 +100,7 @@ def take(actor: Actor, domain: Domain, req: TakeRequest) -> tuple[Job, Plan]:
         params = {"name": name, "description": req.description, "memory": chosen.memory, "kind": chosen.kind,
                   "reason": chosen.reason}
         job = _start(actor, domain, "snapshot_create", f"Snapshot {name} of {domain.name}", params,
-                     reserve_gib=round(chosen.extra_bytes / GIB, 2))
+                     reserve_gib=math.ceil(chosen.extra_bytes / GIB * 100) / 100)
         return job, chosen
 
 
@@ -118,6 +136,10 @@ def _check(actor: Actor, domain: Domain) -> None:
     if domain.is_template or Template.objects.filter(host_id=domain.host_id, source_uuid=domain.uuid).exists():
         raise VirtError(f"{domain.name} is a template's domain: its disks are the read-only bases of clones, so it "
                         "has no snapshots. Snapshot a clone instead.", errors.STATE)
+    _refuse_busy(domain)
+
+
+def _refuse_busy(domain: Domain) -> None:
     if Job.objects.filter(kind__in=JOB_KINDS, target_type="domain", target_id=str(domain.pk),
                           state__in=Job.ACTIVE).exists():
         raise VirtError(f"Another snapshot operation on {domain.name} has not finished yet; wait for it to end.",
@@ -131,6 +153,10 @@ def _require_snapshot(domain: Domain, name: str) -> None:
 def _start(actor: Actor, domain: Domain, kind: str, title: str, params: dict, reserve_gib: float = 0.0) -> Job:
     """The job, after reserving what it may add on disk under the actor's quota (administrators have none)."""
     with transaction.atomic():
+        # A write first: it holds the domain's row (or SQLite's write lock) until the job exists, so two
+        # requests at the same moment cannot both find no job running and both start one.
+        Domain.objects.filter(pk=domain.pk).update(disk_gib=F("disk_gib"))
+        _refuse_busy(domain)
         if reserve_gib and not policy.is_admin(actor.user):
             check_and_lock(actor.user, Usage(disk_gib=reserve_gib))
         return create_job(actor, kind, title, params={"domain": domain.pk, **params}, host=domain.host,

@@ -32,10 +32,10 @@ def panel(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _domain(request, pk)
     actor = Actor.from_request(request)
     snapshots, error = attempt(lambda: services.list_snapshots(actor, domain))
-    form = TakeForm(initial={"name": services.default_name(), "memory": domain.state == "running"})
+    form = TakeForm(initial={"name": services.default_name(), "memory": services.memory_by_default(domain)})
     return render(request, "snapshots/_panel.html", {
         "domain": domain, "snapshots": snapshots or [], "error": error, "form": form,
-        "jobs": services.active_jobs(actor, domain), "can_change": policy.can(request.user, policy.SNAPSHOT, domain)})
+        "jobs": services.recent_jobs(actor, domain), "can_change": policy.can(request.user, policy.SNAPSHOT, domain)})
 
 
 @fallback(_tab)
@@ -75,6 +75,10 @@ def delete(request: HttpRequest, pk: int, name: str) -> HttpResponse:
 
 def reset(request: HttpRequest, pk: int) -> HttpResponse:
     domain = _domain(request, pk)
+    if not (domain.linked and domain.template_id):
+        messages.error(request, f"{domain.name} is not a linked clone of a template, so there is nothing to reset "
+                                "it to.")
+        return redirect(_tab(request, pk))
     if request.method == "POST":
         with shown_here(request):
             job = services.reset_to_template(Actor.from_request(request), domain)

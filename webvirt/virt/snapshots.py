@@ -299,8 +299,7 @@ def reset_to_template(conn: libvirt.virConnect, uuid: str, bases: dict[str, str]
            if target in bases}
     if dom.isActive():
         dom.destroy()
-    for snap in dom.listAllSnapshots(0):
-        snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+    _delete_all(dom)
     xml = DomainXML.from_string(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     for target, path in own.items():
         vol = chains.volume_at(conn, path)
@@ -312,6 +311,14 @@ def reset_to_template(conn: libvirt.virConnect, uuid: str, bases: dict[str, str]
         _point_disk(xml, target, path)
     conn.defineXML(xml.to_string())
     return chains.collect(conn, dom, before - set(own.values()), keep)
+
+
+def _delete_all(dom: libvirt.virDomain) -> None:
+    """Delete every snapshot, leaves first: internal ones for real (so nothing of them stays inside a disk
+    that is kept), external ones by their metadata (their files are collected afterwards)."""
+    for snap in reversed(dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)):
+        internal = SnapshotXML.from_string(snap.getXMLDesc(0)).kind == INTERNAL
+        snap.delete(0 if internal else libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
 
 
 def _layer_on(files: list[str], base: str | None, name: str, target: str) -> str:
