@@ -8,9 +8,11 @@
 #                                          `set -e` and `exit` never touch your shell)
 #
 # What it does:
-#   - libvirt: `mkdir -p /run/libvirt; virtlogd -d; libvirtd -d` for whichever is not running
-#     (no systemd here), waits up to 20 s for `virsh -c qemu:///system version`, and starts and
-#     autostarts the `default` network if it is defined.
+#   - libvirt: `mkdir -p /run/libvirt; virtlogd -d; libvirtd -d` for whichever SYSTEM daemon does
+#     not answer on its socket (no systemd here), waits up to 20 s for
+#     `virsh -c qemu:///system version`, and starts and autostarts the `default` network if it is
+#     defined. "Runs" means "answers": an unprivileged session libvirtd or virtlogd (the migration
+#     tests run two) is a process of the same name, so `pgrep` would be fooled by it.
 #   - Redis: if REDIS_URL is unset, a private redis-server on the UNIX socket .state/redis.sock
 #     (no TCP port, no persistence; pid, log in .state/) and REDIS_URL=unix://<abs>/.state/redis.sock.
 #     If REDIS_URL is set it is used as it is and nothing is started.
@@ -84,17 +86,51 @@ command -v libvirtd >/dev/null || die "libvirtd not found: run scripts/setup.sh 
 if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
     as_root chgrp kvm /dev/kvm && as_root chmod 660 /dev/kvm || log "could not open /dev/kvm to group kvm"
 fi
-if ! pgrep -x virtlogd >/dev/null || ! pgrep -x libvirtd >/dev/null; then
+# Whether the SYSTEM daemons run is asked of their sockets, never of `pgrep -x libvirtd`: a session
+# daemon (an unprivileged user's `libvirtd`, as the migration tests start two of, and the `virtlogd`
+# each of those spawns) has the same process name, and would keep the system one from being started.
+# The timeouts cover a daemon that hangs: it is then taken as not running, and starting another one
+# fails on its pid file, which is reported below.
+system_libvirtd_answers() {   # its read-write socket, /run/libvirt/libvirt-sock; `uri` takes 20 ms
+    timeout 5 virsh -c qemu:///system uri >/dev/null 2>&1
+}
+system_virtlogd_answers() {
+    # Its admin socket, /run/libvirt/virtlogd-admin-sock, is root's only. Without root (and no
+    # sudo), or without virt-admin: a live root-owned process in its pid file /run/virtlogd.pid (a
+    # session virtlogd keeps its pid file under its own XDG_RUNTIME_DIR).
+    if command -v virt-admin >/dev/null; then
+        if [[ $EUID -eq 0 ]]; then
+            timeout 5 virt-admin -c virtlogd:///system version >/dev/null 2>&1
+            return
+        elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+            sudo -n timeout 5 virt-admin -c virtlogd:///system version >/dev/null 2>&1
+            return
+        fi
+    fi
+    local pid
+    pid="$(cat /run/virtlogd.pid 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ && "$(cat "/proc/$pid/comm" 2>/dev/null)" == virtlogd \
+        && "$(stat -c %u "/proc/$pid" 2>/dev/null)" == 0 ]]
+}
+virtlogd_up=0; libvirtd_up=0
+system_virtlogd_answers && virtlogd_up=1
+system_libvirtd_answers && libvirtd_up=1
+if ((!virtlogd_up || !libvirtd_up)); then
     as_root mkdir -p /run/libvirt
 fi
-if ! pgrep -x virtlogd >/dev/null; then
+if ((!virtlogd_up)); then
     log "starting virtlogd"
-    as_root virtlogd -d
+    # It fails when a virtlogd that did not answer holds /run/virtlogd.pid: libvirtd is still
+    # started (it needs virtlogd only to start guests).
+    as_root virtlogd -d || log "warning: virtlogd -d failed (a system virtlogd that does not answer?)"
 fi
 started_libvirtd=0
-if ! pgrep -x libvirtd >/dev/null; then
+if ((!libvirtd_up)); then
     log "starting libvirtd"
-    as_root libvirtd -d
+    # It fails when another system libvirtd holds /run/libvirtd.pid (one still starting, or hung):
+    # then wait for that one below, which says so if it never answers.
+    as_root libvirtd -d \
+        || log "libvirtd -d failed (another system libvirtd holds /run/libvirtd.pid?); waiting for it"
     started_libvirtd=1
 fi
 if ((started_libvirtd)); then
