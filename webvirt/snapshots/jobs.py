@@ -43,7 +43,12 @@ def run_snapshot_create(ctx: JobContext) -> dict:
     info = virt.create(conn, domain.uuid, p["name"], p["description"], chosen)
     if info.kind == virt.INTERNAL:
         grown = max(0, virt.disk_allocation(conn, domain.uuid) - before)
-        SnapshotSize.objects.update_or_create(domain=domain, name=info.name, defaults={"size_bytes": grown})
+        # One INSERT … ON CONFLICT statement, not update_or_create: on SQLite its read-then-write
+        # transaction fails at once ("database is locked") when anyone writes in between, such as the
+        # watcher storing the pause and resume of a snapshot with memory, or this job's heartbeat.
+        SnapshotSize.objects.bulk_create([SnapshotSize(domain=domain, name=info.name, size_bytes=grown)],
+                                         update_conflicts=True, unique_fields=["domain", "name"],
+                                         update_fields=["size_bytes"])
     ctx.progress(90, "Taken.", force=True)
     return _finish(domain, conn, "created", info.name,
                    f"Took {info.kind} snapshot {info.name} of {domain.name}: {p['reason']}.")
