@@ -88,5 +88,6 @@ urlpatterns = [
     path("", include("webvirt.storage.api")),
     path("", include("webvirt.domains.device_api")),
     path("", include("webvirt.snapshots.api")),
+    path("", include("webvirt.migration.api")),
     path("", include(router.urls)),
 ]

@@ -120,6 +120,7 @@ INSTALLED_APPS = [
     "webvirt.storage",
     "webvirt.install",
     "webvirt.snapshots",
+    "webvirt.migration",
 ]
 
 MIDDLEWARE = [

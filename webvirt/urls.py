@@ -17,6 +17,7 @@ urlpatterns = [
     path("consoles/", include("webvirt.consoles.urls")),
     # Before domains/: its <pk>/<verb>/ route would take <pk>/snapshots/ for a lifecycle action.
     path("domains/<int:pk>/snapshots/", include("webvirt.snapshots.urls")),
+    path("", include("webvirt.migration.urls")),
     path("domains/", include("webvirt.domains.urls")),
     path("hosts/", include("webvirt.hosts.urls")),
     path("install/", include("webvirt.install.urls")),

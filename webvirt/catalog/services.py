@@ -203,6 +203,7 @@ def _check_expiry(actor: Actor, template: Template, expires_at: datetime | None)
 
 
 def _check_host(template: Template) -> None:
+    template.host.refuse_placing()
     if template.host.status == Host.OFFLINE:
         raise VirtError(f"The template's host {template.host.name} is offline: {template.host.status_reason}",
                         errors.UNREACHABLE)

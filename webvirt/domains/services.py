@@ -33,7 +33,9 @@ SYNC_TIMEOUT = 30.0
 
 def store_state(host: Host, snap: DomainState) -> Domain:
     """Write one domain's state into the cache and return its row."""
-    row = Domain.objects.filter(host=host, uuid=snap.uuid).first()
+    row = Domain.objects.filter(host=host, uuid=snap.uuid).first() or _migrating(host, snap)
+    if row is not None and row.host_id != host.pk:
+        return row  # seen on the other end of a migration: the row stays where it is
     if row is None:
         row = Domain(host=host, uuid=snap.uuid, state_changed=timezone.now())
         for name in CACHED_FIELDS:
@@ -52,6 +54,22 @@ def store_state(host: Host, snap: DomainState) -> Domain:
         setattr(row, name, getattr(snap, name))
     # Only what libvirt says: ownership and expiry, written by other processes, stay untouched.
     row.save(update_fields=[*CACHED_FIELDS, "state_changed", "updated"])
+    return row
+
+
+def _migrating(host: Host, snap: DomainState) -> Domain | None:
+    """The row of a domain a migration is moving, seen on `host` (its source or its destination).
+
+    The row follows the domain to the destination once it runs there (an incoming domain waits paused
+    until the memory has moved; a cancelled one never runs there), so its id, owner and history stay.
+    """
+    row = Domain.objects.select_related("host").filter(uuid=snap.uuid, migrating_to__isnull=False).first()
+    if row is None:
+        return None
+    arrived = snap.state not in ("paused", "shutoff", "nostate") or row.state == "shutoff"
+    if row.migrating_to_id == host.pk and row.host_id != host.pk and arrived:
+        row.host = host
+        Domain.objects.filter(pk=row.pk).update(host=host)
     return row
 
 
@@ -78,8 +96,11 @@ def reconcile(host: Host, snaps: list[DomainState], listed_at: datetime | None =
     existing = {row.uuid: row for row in Domain.objects.filter(host=host)}
     seen = {snap.uuid: snap for snap in snaps}
     result = SyncResult()
+    moving = set(Domain.objects.filter(migrating_to__isnull=False).values_list("uuid", flat=True))
     for uuid, snap in seen.items():
         row = existing.get(uuid)
+        if row is None and uuid in moving:
+            continue  # the migration job, or the domain's first events on this host, move its row here
         if row is None:
             result.created.append(Domain(host=host, uuid=uuid, state_changed=now,
                                          **{f: getattr(snap, f) for f in CACHED_FIELDS}))
@@ -92,8 +113,8 @@ def reconcile(host: Host, snaps: list[DomainState], listed_at: datetime | None =
             result.updated.append(row)
     Domain.objects.bulk_create(result.created, batch_size=500)
     Domain.objects.bulk_update(result.updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
-    result.removed = [row for uuid, row in existing.items()
-                      if uuid not in seen and (listed_at is None or row.updated < listed_at)]
+    result.removed = [row for uuid, row in existing.items() if uuid not in seen and row.migrating_to_id is None
+                      and (listed_at is None or row.updated < listed_at)]
     Domain.objects.filter(pk__in=[row.pk for row in result.removed]).delete()
     return result
 

@@ -184,7 +184,7 @@ class HostWatch:
                 log.warning("could not read domain %s on %s: %s", uuid, host.name, exc)
                 return
             row = await sync_to_async(Domain.objects.filter(host=host, uuid=uuid).first)()
-            if row is not None:
+            if row is not None and row.migrating_to_id is None:  # a migrating domain's row follows it
                 pk = row.pk  # delete() forgets it
                 await sync_to_async(row.delete)()
                 await publish.apublish(publish.domain_removed_message(host.pk, pk, uuid, row.name, row.owner_id))

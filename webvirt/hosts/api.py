@@ -29,9 +29,9 @@ class HostSerializer(serializers.ModelSerializer):
         model = Host
         fields = ["id", "name", "uri", "description", "username", "password", "ssh_key", "clear_credentials",
                   "has_password", "has_ssh_key", "status", "status_reason", "status_changed", "facts",
-                  "facts_updated", "domain_counts", "created", "updated"]
-        read_only_fields = ["status", "status_reason", "status_changed", "facts", "facts_updated", "created",
-                            "updated"]
+                  "facts_updated", "domain_counts", "maintenance", "migration_uri", "created", "updated"]
+        read_only_fields = ["status", "status_reason", "status_changed", "facts", "facts_updated", "maintenance",
+                            "created", "updated"]
         extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
     def get_domain_counts(self, host: Host) -> dict[str, int]:
@@ -40,7 +40,8 @@ class HostSerializer(serializers.ModelSerializer):
 
     def to_data(self, instance: Host | None = None) -> services.HostData:
         values = {**({"name": instance.name, "uri": instance.uri, "description": instance.description,
-                      "username": instance.username} if instance else {}), **self.validated_data}
+                      "username": instance.username, "migration_uri": instance.migration_uri} if instance else {}),
+                  **self.validated_data}
         return services.HostData(**{k: v for k, v in values.items() if k in services.HostData.__dataclass_fields__})
 
 

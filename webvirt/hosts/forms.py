@@ -32,11 +32,14 @@ class HostForm(forms.Form):
                                                             "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
                               help_text="For qemu+ssh:// hosts. Stored encrypted; never shown again.")
     clear_credentials = forms.BooleanField(label="Remove the stored password and key", required=False)
+    migration_uri = forms.CharField(label="Migration address", max_length=200, required=False,
+                                    help_text="Where other hosts send migrating memory and disks, e.g. "
+                                              "tcp://10.0.0.5. Empty: the host's name.")
 
     def __init__(self, *args: Any, host: Host | None = None, **kwargs: Any) -> None:
         if host is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": host.name, "uri": host.uri, "description": host.description,
-                                 "username": host.username}
+                                 "username": host.username, "migration_uri": host.migration_uri}
         super().__init__(*args, **kwargs)
         self.host = host
         if host is None:

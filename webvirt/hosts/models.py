@@ -7,7 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from webvirt import crypto
+from webvirt.virt import errors
 from webvirt.virt.connection import Target
+from webvirt.virt.errors import VirtError
 
 
 class Host(models.Model):
@@ -28,6 +30,13 @@ class Host(models.Model):
     # The last facts read from the host (versions, CPU, memory), shown while it is offline.
     facts = models.JSONField(default=dict, blank=True)
     facts_updated = models.DateTimeField(null=True, blank=True)
+    # Maintenance: nothing new is placed here (clones, new machines, migrations) until an administrator
+    # ends it; evacuating the host starts it.
+    maintenance = models.BooleanField(default=False)
+    migration_uri = models.CharField(
+        "migration address", max_length=200, blank=True,
+        help_text="Where other hosts send migrating memory and disks, e.g. tcp://10.0.0.5; empty: libvirt's "
+                  "default (this host's name).")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -66,6 +75,12 @@ class Host(models.Model):
             self.status_changed = timezone.now()
             fields.append("status_changed")
         Host.objects.filter(pk=self.pk).update(**{f: getattr(self, f) for f in fields})
+
+    def refuse_placing(self) -> None:
+        """Nothing new goes onto a host in maintenance."""
+        if self.maintenance:
+            raise VirtError(f"Host {self.name} is in maintenance: nothing new is placed on it until an administrator "
+                            "ends that mode.", errors.STATE)
 
     def target(self) -> Target:
         """How the connection manager reaches this host.

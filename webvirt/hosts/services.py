@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import redis
@@ -34,6 +35,7 @@ class HostData:
     password: str = ""
     ssh_key: str = ""
     clear_credentials: bool = False
+    migration_uri: str = ""
 
 
 def uri_changes(host: Host | None, data: HostData) -> bool:
@@ -80,6 +82,7 @@ def check_connection(data: HostData, host: Host | None = None) -> dict:
 def _apply(host: Host, data: HostData, facts: dict) -> None:
     host.name, host.uri = data.name.strip(), data.uri.strip()
     host.description, host.username = data.description.strip(), data.username.strip()
+    host.migration_uri = _migration_uri(data.migration_uri)
     if data.clear_credentials:
         host.password_encrypted = host.ssh_key_encrypted = ""
     if data.password:
@@ -91,6 +94,15 @@ def _apply(host: Host, data: HostData, facts: dict) -> None:
     if host.status != Host.ONLINE:
         host.status, host.status_changed = Host.ONLINE, now
     host.status_reason = ""
+
+
+def _migration_uri(text: str) -> str:
+    """Blank (libvirt's default), or where QEMU's migration stream goes, such as tcp://10.0.0.5:49152."""
+    text = text.strip()
+    if text and not re.fullmatch(r"(tcp|rdma|unix)://[\w.:\[\]-]+/?", text):
+        raise VirtError(f"'{errors.quote(text)}' is not a migration address: give one like tcp://10.0.0.5 or "
+                        "tcp://10.0.0.5:49152, or leave it empty.", errors.INVALID)
+    return text
 
 
 def _check_name(data: HostData, host: Host | None) -> None:

@@ -87,6 +87,7 @@ def start_install(actor: Actor, host: Host, req: InstallRequest) -> Job:
         target.set(kind="domain", text=f"{req.name} on {host.name}")
         policy.require(actor.user, policy.VIEW, host)
         policy.require(actor.user, policy.ADD, Domain)
+        host.refuse_placing()
         req.name = req.name.strip()
         _check_settings(req)
         kind = domain_type_for(host, req.domain_type)

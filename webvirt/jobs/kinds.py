@@ -25,6 +25,9 @@ KINDS: dict[str, tuple[str, str | None]] = {
     "snapshot_revert": ("webvirt.snapshots.jobs.run_snapshot_revert", None),
     "snapshot_delete": ("webvirt.snapshots.jobs.run_snapshot_delete", None),
     "snapshot_reset": ("webvirt.snapshots.jobs.run_snapshot_reset", None),
+    # Checked against both hosts as they are: a failed or cancelled move is asked for again, not repeated.
+    "migrate": ("webvirt.migration.jobs.run_migrate", None),
+    "evacuate": ("webvirt.migration.jobs.run_evacuate", None),
     "volume_clone": ("webvirt.storage.jobs.run_volume_clone", "webvirt.storage.services.retry_volume_clone"),
     "volume_download": ("webvirt.storage.jobs.run_volume_download",
                         "webvirt.storage.services.retry_volume_download"),
