@@ -60,7 +60,8 @@ def plan_move(domain: Domain, req: MoveRequest) -> tuple[virt.Plan | None, list[
         return None, [f"{domain.name} is already on {dest.name}."]
     problems = [f"{dest.name} is in maintenance: nothing new is placed on it."] if dest.maintenance else []
     try:
-        call(dest, virt.host_uuid, CHECK_TIMEOUT)  # fails fast, and marks the host offline, when it is down
+        # Fails fast, and marks the host offline, when it is down; one known to be down gets a second only.
+        call(dest, virt.host_uuid, 1.0 if dest.status == Host.OFFLINE else CHECK_TIMEOUT)
         dst = connect(dest)
         plan = call(domain.host, lambda src: virt.check(src, dst, domain.uuid, req.storage, req.live), CHECK_TIMEOUT)
     except VirtError as exc:
