@@ -89,5 +89,6 @@ urlpatterns = [
     path("", include("webvirt.domains.device_api")),
     path("", include("webvirt.snapshots.api")),
     path("", include("webvirt.migration.api")),
+    path("", include("webvirt.metrics.api")),
     path("", include(router.urls)),
 ]

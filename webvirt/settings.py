@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "webvirt.install",
     "webvirt.snapshots",
     "webvirt.migration",
+    "webvirt.metrics",
 ]
 
 MIDDLEWARE = [
@@ -206,6 +207,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-clones": {"task": "webvirt.catalog.expire", "schedule": 30.0},
     # Domains' addresses from DHCP leases reach the list within half a minute of a lease change.
     "refresh-addresses": {"task": "webvirt.domains.refresh_addresses", "schedule": 30.0},
+    # Usage history: the minute, half-hour and six-hour tiers rolled up, old rows pruned.
+    "metrics-rollup": {"task": "webvirt.metrics.rollup", "schedule": 60.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -261,6 +264,13 @@ SPECTACULAR_SETTINGS = {
 }
 
 # How long a web request waits for libvirt before it tells the user the host is not answering.
+# Usage figures: one collector pass per host this often (seconds, at least 2); a removed domain's history
+# is kept this many days; /metrics (Prometheus) answers these addresses without a token (comma-separated
+# addresses or networks).
+WEBVIRT_METRICS_INTERVAL = max(2, int(os.environ.get("WEBVIRT_METRICS_INTERVAL", "10")))
+WEBVIRT_METRICS_KEEP_REMOVED_DAYS = int(os.environ.get("WEBVIRT_METRICS_KEEP_REMOVED_DAYS", "7"))
+WEBVIRT_METRICS_ALLOW = [a for a in os.environ.get("WEBVIRT_METRICS_ALLOW", "").split(",") if a.strip()]
+
 WEBVIRT_LIBVIRT_TIMEOUT = float(os.environ.get("WEBVIRT_LIBVIRT_TIMEOUT", "5"))
 # Optional console gateway (websockify with webvirt's token plugin): VNC tickets then point at
 # "<this URL>?token=<ticket>"; a path ("/console-gateway/") means the same origin through a proxy.

@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from webvirt.accounts.views import ThrottledLoginView
+from webvirt.metrics.prometheus import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),
     path("api/v1/", include(("webvirt.api", "api"))),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus: its own token or address check
     path("audit/", include("webvirt.accounts.urls")),
     path("consoles/", include("webvirt.consoles.urls")),
     # Before domains/: its <pk>/<verb>/ route would take <pk>/snapshots/ for a lifecycle action.

@@ -100,6 +100,9 @@ function connect() {
   const socket = new WebSocket(`${scheme}://${window.location.host}/ws/events/`);
   socket.addEventListener("open", () => {
     setStatus("live", "live");
+    // Live usage figures only for what this page shows (the server checks each against the policy).
+    const wanted = [...document.querySelectorAll("[data-metrics]")].map((el) => el.dataset.metrics);
+    if (wanted.length) socket.send(JSON.stringify({ type: "subscribe", metrics: wanted }));
     backoff = 500;
     if (everConnected) document.querySelectorAll("[data-live]").forEach(schedule);
     everConnected = true;

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 
 from webvirt.accounts.policy import from_trusted_proxy
 
-OPEN_PREFIXES = ("/accounts/login/", "/static/", "/api/", "/favicon.ico")
+OPEN_PREFIXES = ("/accounts/login/", "/static/", "/api/", "/favicon.ico", "/metrics")
 
 
 class LoginRequiredMiddleware:

@@ -29,7 +29,7 @@ class DomainSerializer(serializers.ModelSerializer):
         model = Domain
         fields = ["id", "uuid", "name", "host", "host_name", "state", "reason", "vcpus", "memory_mib",
                   "autostart", "persistent", "graphics", "state_changed", "addresses", "owner", "template",
-                  "linked", "is_template", "expires_at"]
+                  "linked", "is_template", "expires_at", "cpu_percent", "memory_used_mib"]
         read_only_fields = fields
 
 

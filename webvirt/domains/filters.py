@@ -15,7 +15,8 @@ class DomainFilter(django_filters.FilterSet):
     state = django_filters.ChoiceFilter(choices=Domain.STATES, empty_label="Any state")
     sort = django_filters.OrderingFilter(
         fields=(("name", "name"), ("host__name", "host"), ("state", "state"), ("vcpus", "vcpus"),
-                ("memory_mib", "memory"), ("state_changed", "changed")),
+                ("memory_mib", "memory"), ("cpu_percent", "cpu"), ("memory_used_mib", "used"),
+                ("state_changed", "changed")),
         label="Sort",
     )
 

@@ -38,6 +38,9 @@ class Domain(models.Model):
     # Last known IP addresses [{ip, prefix, family, mac, sources: [lease|agent|arp]}], so lists never ask libvirt.
     addresses = models.JSONField(default=list, blank=True)
     addresses_updated = models.DateTimeField(null=True, blank=True)
+    # The latest usage sample (webvirt.metrics), so the list sorts by them without reading the history.
+    cpu_percent = models.FloatField(null=True, blank=True)
+    memory_used_mib = models.FloatField(null=True, blank=True)
     # Set while a migration job moves the domain there: the row follows the domain (same id, owner,
     # expiry, history) instead of being removed on the source and made anew on the destination.
     migrating_to = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

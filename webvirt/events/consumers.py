@@ -9,8 +9,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from webvirt.accounts import policy
 from webvirt.events.publish import GROUP
+from webvirt.metrics.services import may_watch
+from webvirt.metrics.store import group_name
 
 UNAUTHENTICATED = 4401
+MAX_SUBSCRIPTIONS = 20  # a page shows one domain or one host (and its busiest domains)
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
@@ -25,10 +28,33 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)
+        for group in getattr(self, "subscribed", set()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "ping":
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
+        elif content.get("type") == "subscribe":
+            await self.subscribe(content.get("metrics"))
+
+    async def subscribe(self, wanted: Any) -> None:
+        """Live figures of the objects a page shows (["d:<domain id>", "h:<host id>"]), each if the user
+        may see it; nothing is said about the others."""
+        if not isinstance(wanted, list):
+            return
+        self.subscribed: set[str] = getattr(self, "subscribed", set())
+        for item in wanted[:MAX_SUBSCRIPTIONS]:
+            kind, _, pk = str(item).partition(":")
+            if pk.isdigit() and await database_sync_to_async(may_watch)(self.user, kind, int(pk)):
+                group = group_name(kind, int(pk))
+                if group not in self.subscribed:
+                    self.subscribed.add(group)
+                    await self.channel_layer.group_add(group, self.channel_name)
+
+    async def webvirt_subscribed(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["event"])
 
     async def webvirt_event(self, message: dict[str, Any]) -> None:
         event = message["event"]

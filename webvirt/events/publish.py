@@ -64,5 +64,16 @@ async def apublish(message: dict[str, Any]) -> None:
         log.warning("could not publish %s event", message.get("type"), exc_info=True)
 
 
+async def apublish_to(group: str, message: dict[str, Any]) -> None:
+    """To the pages that asked for this object's live figures (they were allowed when they asked)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(group, {"type": "webvirt.subscribed", "event": message})
+    except Exception:  # Redis down: the history is stored all the same
+        log.warning("could not publish to %s", group, exc_info=True)
+
+
 def publish(message: dict[str, Any]) -> None:
     async_to_sync(apublish)(message)

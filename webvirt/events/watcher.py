@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import libvirt
 import libvirtaio
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -29,7 +31,9 @@ from webvirt.domains.models import Domain
 from webvirt.events import publish
 from webvirt.events.leases import Leases
 from webvirt.hosts.models import Host
+from webvirt.metrics import store
 from webvirt.virt import domains as virt_domains
+from webvirt.virt import stats
 from webvirt.virt.connection import ConnectionManager, event_loop
 from webvirt.virt.errors import VirtError
 
@@ -92,11 +96,36 @@ class HostWatch:
             self.register(conn)
             await self.resync(host)
             await self.set_status(host, True)
-            return await self.watch(conn, closed)
+            collecting = asyncio.ensure_future(self.collect(host, conn))
+            try:
+                return await self.watch(conn, closed)
+            finally:
+                collecting.cancel()
         except (libvirt.libvirtError, VirtError, TimeoutError) as exc:
             return str(exc) or "The host stopped answering."
         finally:
             self.release_connection()
+
+    async def collect(self, host: Host, conn: libvirt.virConnect) -> None:
+        """A usage pass every WEBVIRT_METRICS_INTERVAL seconds, on the step's boundary. A pass the host
+        does not answer in time is skipped; it never holds up the events or another host's passes."""
+        interval = settings.WEBVIRT_METRICS_INTERVAL
+        memory = store.Memory()
+        while True:
+            await asyncio.sleep(interval - time.time() % interval)
+            at = time.time()
+            try:
+                host_now = await self.blocking(stats.read_host, conn, at, timeout=interval / 2)
+                domains_now = await self.blocking(stats.read_domains, conn, at, timeout=interval / 2)
+                samples = await sync_to_async(store.record)(host, memory, host_now, domains_now)
+            except (libvirt.libvirtError, TimeoutError) as exc:
+                log.info("usage pass on %s skipped: %s", host.name, exc or "no answer in time")
+                continue
+            except Exception:  # the database, say: this pass is lost, the next one tries again
+                log.exception("usage pass on %s failed", host.name)
+                continue
+            for sample in samples:
+                await publish.apublish_to(sample.group, sample.message())
 
     async def watch(self, conn: libvirt.virConnect, closed: asyncio.Event) -> str:
         while True:
