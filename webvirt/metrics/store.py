@@ -59,18 +59,27 @@ def record(host: Host, memory: Memory, host_now: HostReading, domains_now: list[
     figures on the domains' cache rows. Returns the samples, for the live graphs."""
     t = int(host_now.at) - int(host_now.at) % TIERS[0].step
     rows = (Domain.objects.filter(host=host, uuid__in=[r.uuid for r in domains_now])
-            .values_list("uuid", "pk", "owner_id"))
-    known = {uuid: (pk, owner) for uuid, pk, owner in rows}
+            .values_list("uuid", "pk", "owner_id", "cpu_percent", "memory_used_mib"))
+    known = {uuid: (pk, owner, (cpu, used)) for uuid, pk, owner, cpu, used in rows}
     samples = [Sample(Point.HOST, host.pk, None, t, stats.host_rates(memory.host, host_now))]
+    changed: list[Domain] = []
     for reading in domains_now:
-        if reading.uuid in known:
-            pk, owner = known[reading.uuid]
-            values = stats.domain_rates(memory.domains.get(reading.uuid), reading, host_now.cpus)
+        if reading.uuid not in known:
+            continue  # not in the cache yet: the watcher's event for it comes first
+        pk, owner, shown = known[reading.uuid]
+        values = stats.domain_rates(memory.domains.get(reading.uuid), reading, host_now.cpus)
+        if any(v is not None for v in values.values()):  # a driver without figures (the test driver) stores none
             samples.append(Sample(Point.DOMAIN, pk, owner, t, values))
+        if (values["cpu_percent"], values["memory_mib"]) != shown:
+            changed.append(Domain(pk=pk, cpu_percent=values["cpu_percent"], memory_used_mib=values["memory_mib"]))
     memory.host, memory.domains = host_now, {r.uuid: r for r in domains_now}
-    Point.objects.bulk_create([_point(s) for s in samples], update_conflicts=True,
+    Point.objects.bulk_create([_point(s) for s in samples], batch_size=500, update_conflicts=True,
                               unique_fields=["kind", "obj", "tier", "t"], update_fields=UPDATE_FIELDS)
-    _latest(host, samples, set(known))
+    # The list's CPU and memory columns: the latest figures, written only where they changed; none for a
+    # domain that no longer runs.
+    Domain.objects.bulk_update(changed, ["cpu_percent", "memory_used_mib"], batch_size=500)
+    Domain.objects.filter(host=host).exclude(uuid__in=known).exclude(cpu_percent=None).update(
+        cpu_percent=None, memory_used_mib=None)
     return samples
 
 
@@ -80,18 +89,6 @@ def _point(sample: Sample) -> Point:
         setattr(point, name, value)
         setattr(point, f"{name}_max", value)
     return point
-
-
-def _latest(host: Host, samples: list[Sample], running: set[str]) -> None:
-    """The list's CPU and memory columns: the latest figures; none for a domain that no longer runs."""
-    rows = {r.pk: r for r in Domain.objects.filter(pk__in=[s.obj for s in samples if s.kind == Point.DOMAIN])}
-    for sample in samples:
-        row = rows.get(sample.obj) if sample.kind == Point.DOMAIN else None
-        if row is not None:
-            row.cpu_percent, row.memory_used_mib = sample.values["cpu_percent"], sample.values["memory_mib"]
-    Domain.objects.bulk_update(list(rows.values()), ["cpu_percent", "memory_used_mib"], batch_size=500)
-    Domain.objects.filter(host=host).exclude(uuid__in=running).exclude(cpu_percent=None).update(
-        cpu_percent=None, memory_used_mib=None)
 
 
 # Rollups and retention --------------------------------------------------------------------------
