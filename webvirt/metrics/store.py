@@ -78,7 +78,7 @@ def record(host: Host, memory: Memory, host_now: HostReading, domains_now: list[
     # The list's CPU and memory columns: the latest figures, written only where they changed; none for a
     # domain that no longer runs.
     Domain.objects.bulk_update(changed, ["cpu_percent", "memory_used_mib"], batch_size=500)
-    Domain.objects.filter(host=host).exclude(uuid__in=known).exclude(cpu_percent=None).update(
+    Domain.objects.filter(host=host).exclude(uuid__in=known).exclude(cpu_percent=None, memory_used_mib=None).update(
         cpu_percent=None, memory_used_mib=None)
     return samples
 
