@@ -189,6 +189,16 @@ def test_a_rollup_repeated_changes_nothing_and_takes_in_late_samples_of_the_curr
     assert tier_1() == [(T0, 6, 2.5, 5.0), (T0 + 60, 2, 60.0, 70.0)]
 
 
+def test_a_rollup_after_the_beat_stopped_for_a_while_fills_every_minute_it_missed(db):
+    insert(point("d", 1, 1, T0, cpu_percent=1.0))  # the last minute rolled up before the beat stopped
+    insert(*(point("d", 1, 0, T0 + 60 * m, cpu_percent=float(m)) for m in range(1, 11)))  # ten minutes on
+
+    store.rollup(TIERS[1], T0 + 10 * 60 + 5)
+
+    minutes = list(Point.objects.filter(tier=1).order_by("t").values_list("t", "cpu_percent"))
+    assert minutes == [(T0, 1.0)] + [(T0 + 60 * m, float(m)) for m in range(1, 11)]
+
+
 def test_tier_1_rolls_up_into_tier_2_and_tier_2_into_tier_3(db):
     insert(*(point("h", 7, 1, T0 + 60 * k, n=6, cpu_percent=float(k), cpu_percent_max=k + 100.0)
              for k in range(30)))

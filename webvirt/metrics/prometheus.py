@@ -8,6 +8,7 @@ an address in WEBVIRT_METRICS_ALLOW (or an administrator's session); anyone else
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Iterator
 
 from django.conf import settings
@@ -24,6 +25,7 @@ from webvirt.hosts.models import Host
 from webvirt.metrics.models import Point
 from webvirt.virt.stats import DOMAIN_SERIES, HOST_SERIES
 
+log = logging.getLogger(__name__)
 HELP = {"cpu_percent": "CPU use, percent of its vCPUs (a host: of all its CPUs)",
         "cpu_host_percent": "CPU use, percent of its host's CPUs", "memory_mib": "Memory used, MiB",
         "balloon_mib": "Memory the guest has (balloon), MiB", "memory_total_mib": "Memory, MiB",
@@ -67,12 +69,21 @@ def _newest(kind: str) -> list[Point]:
     return list(seen.values())
 
 
+def allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """WEBVIRT_METRICS_ALLOW as networks; an entry that is none is left out, and said so in the log."""
+    networks = []
+    for entry in settings.WEBVIRT_METRICS_ALLOW:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            log.warning("WEBVIRT_METRICS_ALLOW: %r is not an address or a network; it is ignored", entry)
+    return networks
+
+
 def allowed(request: HttpRequest) -> bool:
     address = Actor.from_request(request).address
-    if address and settings.WEBVIRT_METRICS_ALLOW:
-        ip = ipaddress.ip_address(address)
-        if any(ip in ipaddress.ip_network(net.strip(), strict=False) for net in settings.WEBVIRT_METRICS_ALLOW):
-            return True
+    if address and any(ipaddress.ip_address(address) in net for net in allowed_networks()):
+        return True
     header = request.headers.get("Authorization", "").split()
     user = user_for_token(header[1]) if len(header) == 2 and header[0].lower() in ("token", "bearer") else None
     user = user or request.user

@@ -101,15 +101,20 @@ def rollup_and_prune(now: float | None = None) -> dict[str, int]:
 
 
 def rollup(tier: Tier, now: float) -> int:
-    """Aggregate the tier below into `tier`'s current and previous step (an upsert: safe to repeat)."""
+    """Aggregate the tier below into `tier`'s steps from its newest one (re-done: it may have grown) up to
+    the current one, so a beat that stopped for a while leaves no gap (as far back as the tier below
+    keeps). An upsert: safe to repeat."""
     below = TIERS[tier.level - 1]
-    start = int(now) - int(now) % tier.step - tier.step
+    current = int(now) - int(now) % tier.step
+    newest = Point.objects.filter(tier=tier.level).aggregate(newest=Max("t"))["newest"]
+    oldest = current - (below.keep - below.keep % tier.step)
+    start = max(oldest, min(current - tier.step, newest if newest is not None else current - tier.step))
     aggregates: dict[str, Any] = {"n_sum": Sum("n")}
     for name in SERIES:
         aggregates[name] = Avg(name)
         aggregates[f"{name}_max"] = Max(f"{name}_max")
     points = []
-    for bucket in (start, start + tier.step):
+    for bucket in range(start, current + tier.step, tier.step):
         grouped = (Point.objects.filter(tier=below.level, t__gte=bucket, t__lt=bucket + tier.step)
                    .values("kind", "obj").annotate(**aggregates).order_by())
         for row in grouped:
