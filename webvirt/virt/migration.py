@@ -71,8 +71,8 @@ def check(src: libvirt.virConnect, dst: libvirt.virConnect, uuid: str, storage: 
     dom = lookup(src, uuid)
     doc = DomainXML.from_string(dom.XMLDesc(0))
     plan = Plan(storage=storage, live=live, snapshots=dom.snapshotNum(0))
-    found = [_same_host(src, dst), _state(dom, live), _hypervisor(dst, doc), _cpu(dst, doc),
-             _memory(dst, dom, live), _snapshots(dom, storage, plan.snapshots)]
+    found = [_same_host(src, dst), _state(dom, live), _offline_copy(dom, storage, live), _hypervisor(dst, doc),
+             _cpu(dst, doc), _memory(dst, dom, live), _snapshots(dom, storage, plan.snapshots)]
     plan.problems = [p for p in found if p]
     plan.disks, disk_problems = _disks(src, dst, dom, storage)
     plan.problems += disk_problems
@@ -95,6 +95,16 @@ def _state(dom: libvirt.virDomain, live: bool) -> str:
         return f"{dom.name()} is {STATE_LABELS[state]}: migrate it live, or shut it down first."
     if not live and not dom.isPersistent():
         return f"{dom.name()} is transient: only a defined domain can move offline."
+    return ""
+
+
+def _offline_copy(dom: libvirt.virDomain, storage: str, live: bool) -> str:
+    # libvirt copies disks only in a live migration (QEMU copies them): an offline one moves the definition
+    # alone, which would then use the empty volumes made on the destination. (A running domain asked to
+    # move offline already hears "migrate it live" from _state.)
+    if not live and storage != SHARED and state_name(dom.state()[0]) not in ("running", "paused", "blocked"):
+        return (f"An offline migration moves {dom.name()}'s definition, not its disks: copying them needs a live "
+                "migration. Start it and migrate it live, or use shared storage.")
     return ""
 
 
@@ -312,7 +322,8 @@ class Estimate:
             return 0.0
         if done != self.seen[1]:
             if self.seen[0]:
-                self.rate = (done - self.seen[1]) / max(0.001, now - self.seen[0])
+                # Never backwards: libvirt's figure drops when the guest dirties memory already sent.
+                self.rate = max(0.0, (done - self.seen[1]) / max(0.001, now - self.seen[0]))
             self.seen = (now, float(done))
         guess = done + min(self.rate * (now - self.seen[0]), self.STEP)
         return min(1.0, guess / total)
