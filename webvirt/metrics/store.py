@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import Avg, Max, Sum
 
 from webvirt.domains.models import Domain
@@ -62,7 +63,7 @@ def record(host: Host, memory: Memory, host_now: HostReading, domains_now: list[
             .values_list("uuid", "pk", "owner_id", "cpu_percent", "memory_used_mib"))
     known = {uuid: (pk, owner, (cpu, used)) for uuid, pk, owner, cpu, used in rows}
     samples = [Sample(Point.HOST, host.pk, None, t, stats.host_rates(memory.host, host_now))]
-    changed: list[Domain] = []
+    changed: list[tuple[float | None, float | None, int]] = []
     for reading in domains_now:
         if reading.uuid not in known:
             continue  # not in the cache yet: the watcher's event for it comes first
@@ -71,16 +72,24 @@ def record(host: Host, memory: Memory, host_now: HostReading, domains_now: list[
         if any(v is not None for v in values.values()):  # a driver without figures (the test driver) stores none
             samples.append(Sample(Point.DOMAIN, pk, owner, t, values))
         if (values["cpu_percent"], values["memory_mib"]) != shown:
-            changed.append(Domain(pk=pk, cpu_percent=values["cpu_percent"], memory_used_mib=values["memory_mib"]))
+            changed.append((values["cpu_percent"], values["memory_mib"], pk))
     memory.host, memory.domains = host_now, {r.uuid: r for r in domains_now}
-    Point.objects.bulk_create([_point(s) for s in samples], batch_size=500, update_conflicts=True,
-                              unique_fields=["kind", "obj", "tier", "t"], update_fields=UPDATE_FIELDS)
-    # The list's CPU and memory columns: the latest figures, written only where they changed; none for a
-    # domain that no longer runs.
-    Domain.objects.bulk_update(changed, ["cpu_percent", "memory_used_mib"], batch_size=500)
-    Domain.objects.filter(host=host).exclude(uuid__in=known).exclude(cpu_percent=None, memory_used_mib=None).update(
-        cpu_percent=None, memory_used_mib=None)
+    with transaction.atomic():  # one commit per pass, not one per statement
+        Point.objects.bulk_create([_point(s) for s in samples], batch_size=500, update_conflicts=True,
+                                  unique_fields=["kind", "obj", "tier", "t"], update_fields=UPDATE_FIELDS)
+        # The list's CPU and memory columns: the latest figures, written only where they changed; none for a
+        # domain that no longer runs. One prepared UPDATE per row: bulk_update's CASE WHEN per row costs
+        # most of a pass with a thousand domains.
+        if changed:
+            with connection.cursor() as cursor:
+                cursor.executemany(_SET_LATEST, changed)
+        Domain.objects.filter(host=host).exclude(uuid__in=known).exclude(cpu_percent=None, memory_used_mib=None).update(
+            cpu_percent=None, memory_used_mib=None)
     return samples
+
+
+_SET_LATEST = (f"UPDATE {Domain._meta.db_table} SET {Domain._meta.get_field('cpu_percent').column} = %s, "
+               f"{Domain._meta.get_field('memory_used_mib').column} = %s WHERE {Domain._meta.pk.column} = %s")
 
 
 def _point(sample: Sample) -> Point:
