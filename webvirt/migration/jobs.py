@@ -18,7 +18,7 @@ import libvirt
 from django.db import close_old_connections
 
 from webvirt.domains.models import Domain
-from webvirt.domains.services import store_state
+from webvirt.domains.services import store_state, template_bases
 from webvirt.events.publish import domain_message, publish
 from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
@@ -30,6 +30,7 @@ from webvirt.virt import migration as virt
 from webvirt.virt.errors import VirtError
 
 POLL_SECONDS = 0.5
+CANCEL_POLL_SECONDS = 0.1
 EVACUATE_CONCURRENCY = 2
 STORAGE_PREFERENCE = (virt.SHARED, virt.COPY_INC, virt.COPY_ALL)  # for evacuation: the least copying first
 
@@ -82,7 +83,20 @@ def move(ctx: JobContext, domain: Domain, req: MoveRequest, report: Report) -> s
     downtime = virt.downtime_ms(arrived) if plan.live else None
     return (f"{domain.name} moved to {req.host.name} in {took:.1f} s"
             + (f" with {downtime} ms of downtime" if downtime is not None else "")
-            + (f", with its {len(saved)} snapshot(s)" if saved else "") + ".")
+            + (f", with its {len(saved)} snapshot(s)" if saved else "") + "." + _clean_source(ctx, src, plan, domain))
+
+
+def _clean_source(ctx: JobContext, src: libvirt.virConnect, plan: virt.Plan, domain: Domain) -> str:
+    """Delete the copied disks' files on the source; the move has succeeded whatever happens here."""
+    try:
+        deleted = virt.delete_sources(src, plan, template_bases(domain))
+    except (libvirt.libvirtError, VirtError) as exc:
+        ctx.log(f"could not delete the disks left on {domain.host.name}: {exc}")
+        return f" Its old disks on {domain.host.name} could not be deleted ({exc}); delete them there."
+    if deleted:
+        ctx.log(f"deleted on {domain.host.name}: {', '.join(deleted)}")
+        return f" Its old disks on {domain.host.name} were deleted."
+    return ""
 
 
 def _refresh(host: Host, dom: libvirt.virDomain) -> None:
@@ -108,13 +122,17 @@ def _watch(ctx: JobContext, dom: libvirt.virDomain, start: Callable[[], libvirt.
     thread.start()
     estimate, stall = virt.Estimate(), virt.StallPolicy(req.max_downtime_ms)
     downtime_set = False
+    looked = 0.0
     while thread.is_alive():
-        thread.join(POLL_SECONDS)
+        thread.join(CANCEL_POLL_SECONDS)  # a cancel is noticed within this; libvirt's figures are read less often
         if not thread.is_alive():
             break
         if _cancelled(ctx):
             _abort(dom, thread)
             raise Cancelled()
+        if time.monotonic() - looked < POLL_SECONDS:
+            continue
+        looked = time.monotonic()
         now = virt.progress(dom)
         if now is None:
             continue

@@ -67,7 +67,8 @@ def plan_move(domain: Domain, req: MoveRequest) -> tuple[virt.Plan | None, list[
     except VirtError as exc:
         if exc.kind == errors.INVALID:
             raise
-        return None, [*problems, f"{exc.message} ({dest.name if dest.status == Host.OFFLINE else domain.host.name})"]
+        where = dest.name if dest.status == Host.OFFLINE else domain.host.name  # call() marked who failed
+        return None, [*problems, f"{where}: {exc.message}"]
     return plan, problems + plan.problems
 
 

@@ -234,6 +234,18 @@ def make_volume(dst: libvirt.virConnect, move: DiskMove, storage: str) -> str:
     return str(pool.createXML(doc.to_string(), 0).path())
 
 
+def delete_sources(src: libvirt.virConnect, plan: Plan, keep: frozenset[str]) -> list[str]:
+    """After the disks were copied, their source files are nobody's: delete them (never one in `keep`, a
+    template's base), so nothing is left behind and the domain can move back."""
+    deleted = []
+    for disk in plan.disks if plan.storage != SHARED else []:
+        vol = chains.volume_at(src, disk.source)
+        if vol is not None and disk.source not in keep:
+            vol.delete(0)
+            deleted.append(disk.source)
+    return deleted
+
+
 def flags_and_params(plan: Plan, uri: str, bandwidth_mib_s: int | None, xml: str) -> tuple[int, dict[str, Any]]:
     """How to ask libvirt for this migration. The domain moves whole: defined on the destination,
     undefined on the source."""
