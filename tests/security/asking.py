@@ -26,6 +26,7 @@ PK_KINDS = [
     ("api:network-", "network"), ("api:interface-", "interface"),
     ("api:pool-", "pool"), ("api:volume-", "volume"),
     ("api:domain-", "domain"), ("domains:", "domain"), ("consoles:", "domain"),
+    ("migration:evacuate", "host"), ("migration:maintenance", "host"), ("migration:", "domain"),
 ]
 # Which object an `oid` names in the HTML pages' routes.
 OID_KINDS = [("networks:interface", "interface"), ("networks:", "network"), ("storage:volume_create", "pool"),

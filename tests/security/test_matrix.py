@@ -218,6 +218,17 @@ MATRIX: dict[str, dict[str, str]] = {
     "storage:download_file": {"GET": ADMIN_PAGE_ACTS, "POST": ADMIN_PAGE_ACTS},
     **{name: {"GET": NOT_POST, "POST": ADMIN_PAGE_ACTS} for name in (
         "storage:volume_action", "storage:volume_create", "storage:volume_upload", "storage:pool_action")},
+    # Migration and maintenance (administrators; a domain's owner hears 404 too). The world has one host:
+    # an empty request names no destination, so the admin gets 400 or the form again and nothing moves.
+    "api:domain-migrate-check": {"GET": ADMIN_API_INPUT},  # no `host` in the query
+    "api:domain-migrate": {"POST": ADMIN_API_INPUT},
+    "api:host-evacuate": {"POST": "401 404 404 404 202"},  # takes no input: the host goes into maintenance
+    "api:host-maintenance": {"POST": ADMIN_API_INPUT},  # no `enabled`
+    "migration:migrate": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},  # an empty form: shown again, with its errors
+    # The pre-flight partial reads the query only: with none, it lists what is missing (200).
+    "migration:check": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
+    "migration:evacuate": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # confirmed: to the evacuation job
+    "migration:maintenance": {"GET": NOT_POST, "POST": ADMIN_PAGE_ACTS},  # no `enabled`: maintenance ends
 }
 
 # Bodies ----------------------------------------------------------------------------------------------
@@ -277,6 +288,10 @@ VALID_BODIES: dict[str, Any] = {
     "storage:volume_action": lambda w: {"capacity_mib": "2"},
     "storage:volume_create": lambda w: {"name": "mx-new", "format": "raw", "capacity_mib": "1"},
     "storage:volume_upload": lambda w: {"file": _file()},
+    "api:domain-migrate": lambda w: {"host": w.host.pk, "storage": "shared"},
+    "api:host-maintenance": lambda w: {"enabled": True},
+    "migration:migrate": lambda w: {"host": w.host.pk, "storage": "shared", "max_downtime_ms": "300"},
+    "migration:maintenance": lambda w: {"enabled": "1"},
 }
 MULTIPART = {"api:upload", "api:pool-upload", "storage:volume_upload"}
 

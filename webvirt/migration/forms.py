@@ -16,8 +16,16 @@ STORAGE_CHOICES = [
 ]
 
 
+class HostChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        """A destination as the list shows it: what keeps a host from taking the domain is said up front."""
+        notes = [text for text, applies in (("offline", obj.status == Host.OFFLINE),
+                                            ("in maintenance", obj.maintenance)) if applies]
+        return f"{obj.name} ({', '.join(notes)})" if notes else str(obj.name)
+
+
 class MigrateForm(forms.Form):
-    host = forms.ModelChoiceField(queryset=Host.objects.none(), label="Destination host", empty_label=None)
+    host = HostChoiceField(queryset=Host.objects.none(), label="Destination host", empty_label=None)
     live = forms.BooleanField(required=False, label="Live (the domain keeps running while it moves)")
     storage = forms.ChoiceField(choices=STORAGE_CHOICES, widget=forms.RadioSelect, initial=SHARED)
     max_downtime_ms = forms.IntegerField(label="Maximum downtime (ms)", min_value=10, max_value=10_000, initial=300,
