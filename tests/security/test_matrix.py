@@ -133,6 +133,10 @@ MATRIX: dict[str, dict[str, str]] = {
     # no snapshot, and not a linked clone.
     # An empty body asks for a snapshot named after the time, of the kind webvirt picks: the job is queued.
     "api:domain-snapshots": {"GET": OWNER_API, "POST": "401 404 404 202 202"},
+    "api:domain-metrics": {"GET": OWNER_API},  # an owner sees their own domain's graphs
+    "api:host-metrics": {"GET": ADMIN_API},
+    # Prometheus: an administrator (token, session) or an allowed address; everyone else 401, not a login page.
+    "metrics": {"GET": "401 401 401 401 200", "POST": "405 405 405 405 405"},
     # The snapshot named in the URL does not exist: not found, once the policy has let the owner through.
     "api:domain-snapshot": {"DELETE": "401 404 404 404 404"},
     "api:domain-snapshot-revert": {"POST": "401 404 404 404 404"},
