@@ -89,10 +89,10 @@ class MaintenanceView(APIView):
     @extend_schema(request=MaintenanceSerializer, responses=HostSerializer, operation_id="hosts_maintenance")
     def post(self, request: Request, pk: int) -> Response:
         """Start or end maintenance: while it lasts, nothing new is placed on the host."""
+        host = host_or_404(request, pk)  # before the input is read: anyone else hears 404, not 400
         data = MaintenanceSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        host = services.set_maintenance(Actor.from_request(request, "api"), host_or_404(request, pk),
-                                        data.validated_data["enabled"])
+        host = services.set_maintenance(Actor.from_request(request, "api"), host, data.validated_data["enabled"])
         return Response(HostSerializer(host).data)
 
 

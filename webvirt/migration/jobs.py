@@ -122,7 +122,8 @@ def _watch(ctx: JobContext, dom: libvirt.virDomain, start: Callable[[], libvirt.
     thread.start()
     estimate, stall = virt.Estimate(), virt.StallPolicy(req.max_downtime_ms)
     downtime_set = False
-    looked = 0.0
+    looked, shown = 0.0, 5.0
+    memory = int(dom.info()[2]) * 1024 if req.live else 0
     while thread.is_alive():
         thread.join(CANCEL_POLL_SECONDS)  # a cancel is noticed within this; libvirt's figures are read less often
         if not thread.is_alive():
@@ -133,14 +134,16 @@ def _watch(ctx: JobContext, dom: libvirt.virDomain, start: Callable[[], libvirt.
         if time.monotonic() - looked < POLL_SECONDS:
             continue
         looked = time.monotonic()
-        now = virt.progress(dom)
-        if now is None:
+        now = virt.progress(dom, memory)
+        if now is None or not now.total:
+            report(shown, "Preparing the destination…")
             continue
         if not downtime_set and req.live:
             downtime_set = _set_downtime(dom, req.max_downtime_ms)
-        report(5 + 90 * estimate.fraction(time.monotonic(), now.total - now.remaining, now.total),
-               f"{(now.total - now.remaining) / 2**20:,.0f} of {now.total / 2**20:,.0f} MiB moved; "
-               f"downtime allowed {stall.downtime_ms} ms.")
+        done = int(now.fraction * now.total)
+        shown = max(shown, 5 + 90 * estimate.fraction(time.monotonic(), done, now.total))  # never backwards
+        report(shown, f"{done / 2**20:,.0f} of {now.total / 2**20:,.0f} MiB moved; "
+                      f"downtime allowed {stall.downtime_ms} ms.")
         _apply_stall(ctx, dom, thread, stall, now)
     if "error" in outcome:
         error = outcome["error"]
@@ -176,8 +179,10 @@ def _set_downtime(dom: libvirt.virDomain, ms: int) -> bool:
 
 def _apply_stall(ctx: JobContext, dom: libvirt.virDomain, thread: threading.Thread, stall: virt.StallPolicy,
                  now: virt.Progress) -> None:
-    if now.disk_remaining:
-        return  # disks are copied first; the policy is about memory that will not converge
+    if now.disk_remaining or now.iteration < 2 or not now.remaining:
+        # Disks are copied first, and the first memory pass always moves everything: the policy is about
+        # the later passes, chasing memory the guest changes, that stop getting shorter.
+        return
     action = stall.observe(time.monotonic(), now.remaining)
     if action == "raise":
         ctx.log(f"the data left stopped shrinking: allowing {stall.downtime_ms} ms of downtime")

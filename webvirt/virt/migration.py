@@ -301,22 +301,31 @@ class Progress:
     elapsed_ms: int
     memory_remaining: int
     disk_remaining: int
+    iteration: int = 0  # memory passes begun: 1 is the first full copy, later ones chase what changed
 
 
-def progress(dom: libvirt.virDomain) -> Progress | None:
-    """The migration job's figures, or None when no job runs (not started yet, or over)."""
+def progress(dom: libvirt.virDomain, memory_bytes: int = 0) -> Progress | None:
+    """The migration job's figures, or None when no job runs (not started yet, or over).
+
+    While disks are copied libvirt counts no memory yet: the domain's memory size (`memory_bytes`)
+    stands in for it, so the fraction does not fall back when the memory starts to move.
+    """
     try:
         stats = dom.jobStats(0)
     except libvirt.libvirtError:
         return None
     if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
         return None
-    total = int(stats.get("data_total", 0))
+    memory_total = int(stats.get("memory_total", 0)) or memory_bytes
+    disk_total = int(stats.get("disk_total", 0))
+    done = int(stats.get("memory_processed", 0)) + int(stats.get("disk_processed", 0))
+    total = memory_total + disk_total or int(stats.get("data_total", 0))
     remaining = int(stats.get("data_remaining", 0))
-    return Progress(fraction=(1 - remaining / total) if total else 0.0, remaining=remaining, total=total,
+    return Progress(fraction=min(1.0, done / total) if total else 0.0, remaining=remaining, total=total,
                     elapsed_ms=int(stats.get("time_elapsed", 0)),
                     memory_remaining=int(stats.get("memory_remaining", 0)),
-                    disk_remaining=int(stats.get("disk_remaining", 0)))
+                    disk_remaining=int(stats.get("disk_remaining", 0)),
+                    iteration=int(stats.get("memory_iteration", 0)))
 
 
 class Estimate:
@@ -367,7 +376,8 @@ class StallPolicy:
 def downtime_ms(dom: libvirt.virDomain) -> int | None:
     """The finished migration's real downtime, from the domain on the destination."""
     try:
-        stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        # KEEP_COMPLETED: reading them must not erase them for anyone else (virsh domjobinfo --completed).
+        stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
     except libvirt.libvirtError:
         return None
     value = stats.get("downtime")
