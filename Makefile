@@ -3,7 +3,9 @@
 #   make setup        Debian packages, .venv, node_modules (scripts/setup.sh; fast when done)
 #   make run          setup + services + migrate + bootstrap, then all processes (Procfile) in
 #                     the foreground under honcho; Ctrl-C stops them all
-#   make test         the test suite on SQLite, then again (without browser tests) on PostgreSQL
+#   make test         the test suite on SQLite, then again on PostgreSQL without the browser tests and
+#                     the real-guest (qemu) tests: they run the same database code as on SQLite and
+#                     take most of the time
 #   make lint         ruff, then mypy on webvirt (pyproject.toml's settings), then mypy --strict on
 #                     webvirt/virt (the libvirt layer, which imports no Django)
 #   make clean-state  stop the private Redis and delete .state (database, secrets, caches)
@@ -45,8 +47,8 @@ test: setup
 	failed=""; \
 	echo "== tests on SQLite"; \
 	env -u DATABASE_URL $(PY) -m pytest -q tests || failed="$$failed SQLite"; \
-	echo "== tests on PostgreSQL (without browser tests)"; \
-	DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q tests -m "not browser" \
+	echo "== tests on PostgreSQL (without browser and real-guest tests)"; \
+	DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q tests -m "not browser and not qemu" \
 		|| failed="$$failed PostgreSQL"; \
 	if [ -n "$$failed" ]; then echo "== FAILED on:$$failed"; exit 1; fi; \
 	echo "== all tests passed on SQLite and PostgreSQL"
