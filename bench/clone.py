@@ -28,12 +28,10 @@ Run it when the machine is otherwise idle (`uptime`): 20 emulated guests need bo
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +48,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import bench_env, free_port, log, manage  # noqa: E402  (bench/ is on sys.path)
+from common import Api, Processes, bench_env, free_port, log, manage, wait_for_web  # noqa: E402  (bench/ is on sys.path)
 
 from tests.guest.guest import READY_MARKER, ensure_image, tiny_domain_xml  # noqa: E402
 
@@ -59,82 +57,6 @@ URI = "qemu:///system"
 ADMIN = "benchadmin"
 GOAL_LINKED_S = 15.0
 GOAL_SPEEDUP = 10.0
-
-
-# Processes ---------------------------------------------------------------------------------------
-
-class Processes:
-    """The web server, worker and watcher of this run, each logging to a file; stopped together."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env, self.log_dir = env, log_dir
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, args: list[str]) -> None:
-        with open(self.log_dir / f"{name}.log", "ab") as out:
-            self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-
-    def check(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                raise SystemExit(f"clone: the {name} exited:\n{self.tail(name)}")
-
-    def tail(self, name: str) -> str:
-        path = self.log_dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-class Api:
-    """The REST API over one keep-alive connection, with a token."""
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def call(self, method: str, path: str, payload: dict | None = None, expect: int = 200) -> dict:
-        body = json.dumps(payload).encode() if payload is not None else None
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                if attempt == 2:
-                    raise
-        if response.status != expect:
-            raise SystemExit(f"clone: {method} {path} answered {response.status}, expected {expect}: {data[:800]!r}")
-        return json.loads(data) if data else {}
-
-
-def wait_for_web(port: int, procs: Processes) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        procs.check()
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/accounts/login/")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"clone: the web server did not answer within 30 s:\n{procs.tail('web')}")
 
 
 # Guests ------------------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ import libvirt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import bench_env, free_port, log, manage, median  # noqa: E402  (bench/ is on sys.path)
-from snapshots import Api, BenchError, Processes, wait_for_web, when  # noqa: E402
+from common import Api, BenchError, Processes, bench_env, free_port, log, manage, median, wait_for_web  # noqa: E402
+from snapshots import when  # noqa: E402
 
 from tests.guest.guest import READY_MARKER, ensure_image, tiny_domain_xml  # noqa: E402
 from tests.guest.serial import SerialShell  # noqa: E402
