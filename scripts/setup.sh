@@ -60,6 +60,8 @@ wanted=(
     docker-compose
     # bench/clone.py compares clones with virt-clone
     virtinst
+    # tests and bench/scale_out.py put the repository's nginx config in front of several web processes
+    nginx-light
     # tests/consoles/test_ssh_tunnel.py: a private sshd on 127.0.0.1 stands in for a qemu+ssh host
     openssh-server openssh-client
     # the Makefile
