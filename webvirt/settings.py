@@ -172,7 +172,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         # -shm files the database's own mode.
         _private_file(Path(DATABASES["default"]["NAME"]))
     # WAL lets the web process read while a worker writes; the timeout rides out short locks.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    # IMMEDIATE: a transaction takes the write lock when it begins, so a read-then-write one
+    # (update_or_create) waits its turn instead of failing at once with "database is locked" when
+    # another process wrote after its read (SQLite cannot upgrade a stale read to a write).
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;",
+                                       "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so live-server tests (other threads, other processes) see the same data;
     # one per test run, so runs side by side do not share it.
