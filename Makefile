@@ -3,6 +3,8 @@
 #   make setup        Debian packages, .venv, node_modules (scripts/setup.sh; fast when done)
 #   make run          setup + services + migrate + bootstrap, then all processes (Procfile) in
 #                     the foreground under honcho; Ctrl-C stops them all
+#                     WEBVIRT_WEB_WORKERS=N: N web processes (uvicorn --workers, one port);
+#                     WEBVIRT_WATCHERS=N: N event watchers (they share the hosts through Redis leases)
 #   make test         the test suite on SQLite, then again on PostgreSQL without the browser tests and
 #                     the real-guest (qemu) tests: they run the same database code as on SQLite and
 #                     take most of the time
@@ -19,9 +21,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := setup
 
 WEBVIRT_PORT ?= 8000
+WEBVIRT_WEB_WORKERS ?= 1
+WEBVIRT_WATCHERS ?= 1
 PY = .venv/bin/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webvirt
-export WEBVIRT_PORT
+export WEBVIRT_PORT WEBVIRT_WEB_WORKERS
 
 .PHONY: setup services run test lint clean-state
 
@@ -36,7 +40,7 @@ run: setup
 	. ./.state/env; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py bootstrap; \
-	exec .venv/bin/honcho start -f Procfile
+	exec .venv/bin/honcho start -f Procfile -c watcher=$(WEBVIRT_WATCHERS)
 
 test: setup
 	bash scripts/services.sh --test >/dev/null
