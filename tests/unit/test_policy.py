@@ -86,3 +86,29 @@ def test_the_actor_takes_the_address_a_trusted_proxy_saw(admin, settings):
     request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.7, 127.0.0.8")
     request.user = admin
     assert Actor.from_request(request).address == "127.0.0.8"
+
+
+def test_only_a_real_user_counts_and_a_lazy_one_is_the_user_it_wraps(admin, stranger, test_host):
+    """The policy decides by what it is given: something that merely looks like an administrator (as
+    any object can, with `is_staff = True`) is nobody; a lazy request.user is the user it wraps."""
+    from types import SimpleNamespace
+
+    from django.utils.functional import SimpleLazyObject
+
+    lookalike = SimpleNamespace(pk=admin.pk, is_authenticated=True, is_active=True, is_staff=True, is_superuser=True)
+    assert not policy.is_admin(lookalike)
+    assert not policy.visible(lookalike, Host.objects.all()).exists()
+    assert not policy.may_receive(lookalike, {"type": "host"})
+    with pytest.raises(Denied):
+        policy.require_admin(lookalike)
+    assert policy.is_admin(SimpleLazyObject(lambda: admin))
+    assert list(policy.visible(SimpleLazyObject(lambda: admin), Host.objects.all())) == [test_host]
+    assert policy.active_user(SimpleLazyObject(lambda: stranger)) == stranger
+
+
+def test_a_deactivated_user_is_told_nothing_and_may_do_nothing(stranger):
+    domain_event = {"type": "domain", "owner": stranger.pk}
+    assert policy.may_receive(stranger, domain_event)
+    stranger.is_active = False
+    assert not policy.may_receive(stranger, domain_event)
+    assert not policy.may_receive(None, domain_event)

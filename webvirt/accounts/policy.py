@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar, cast
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Model, Q, QuerySet
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.permissions import BasePermission
@@ -28,6 +28,12 @@ if TYPE_CHECKING:  # For casts only: the apps' models load after this module.
     from webvirt.jobs.models import Job
 
 M = TypeVar("M", bound=Model)
+
+# Who the policy is asked about: a signed-in user (webvirt keeps Django's User model), the anonymous
+# visitor of a request or socket, or nobody (a system task). The functions below accept any value
+# (`object`) and decide by what it is, not by what a caller's annotation says: a lazy request.user
+# or scope["user"] passes isinstance() as the User it wraps, and anything else is nobody.
+PolicyUser = User | AnonymousUser | None
 
 VIEW = "view"
 CHANGE = "change"
@@ -52,15 +58,24 @@ class Denied(Exception):
         self.hidden = hidden
 
 
-def is_admin(user: Any) -> bool:
-    return bool(user and user.is_authenticated and user.is_active and (user.is_staff or user.is_superuser))
+def active_user(user: object) -> User | None:
+    """`user` if it is a signed-in, active user; None for the anonymous visitor, nobody, or anything else."""
+    if isinstance(user, User) and user.is_authenticated and user.is_active:
+        return user
+    return None
 
 
-def visible(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:
+def is_admin(user: object) -> TypeGuard[User]:
+    found = active_user(user)
+    return found is not None and (found.is_staff or found.is_superuser)
+
+
+def visible(user: object, queryset: QuerySet[M]) -> QuerySet[M]:
     """The objects of `queryset` that `user` may see."""
     if is_admin(user):
         return queryset
-    if user is None or not user.is_authenticated or not user.is_active:
+    user = active_user(user)
+    if user is None:
         return queryset.none()
     label = queryset.model._meta.label
     if label == "domains.Domain":
@@ -72,14 +87,15 @@ def visible(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:
     return queryset.none()
 
 
-def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
+def can(user: object, action: str, obj: Model | type[Model] | None = None) -> bool:
     """May `user` do `action` to `obj` (an instance, or a model class for ADD)?
 
     Callers check visibility first (`require` does both), so an instance here is one the user sees.
     """
     if is_admin(user):
         return True
-    if user is None or not user.is_authenticated or not isinstance(obj, Model):
+    user = active_user(user)
+    if user is None or not isinstance(obj, Model):
         return False
     label = obj._meta.label  # says which model obj is: the casts below only tell mypy
     if label == "domains.Domain":
@@ -92,10 +108,13 @@ def can(user: Any, action: str, obj: Model | type[Model] | None = None) -> bool:
     return False
 
 
-def may_receive(user: Any, event: dict[str, Any]) -> bool:
+def may_receive(user: object, event: dict[str, Any]) -> bool:
     """May `user` be told about this live event (a domain, host, job, network or pool change)?"""
     if is_admin(user):
         return True
+    user = active_user(user)
+    if user is None:
+        return False
     if event.get("type") == "job":
         return bool(event.get("user")) and event.get("user") == user.pk
     if event.get("type") in ("domain", "snapshots"):
@@ -103,7 +122,7 @@ def may_receive(user: Any, event: dict[str, Any]) -> bool:
     return False
 
 
-def require(user: Any, action: str, obj: Model | type[Model] | None = None) -> None:
+def require(user: object, action: str, obj: Model | type[Model] | None = None) -> None:
     """Raise Denied unless `user` may do `action` to `obj`."""
     # The default manager: every model has one (here `objects`), which the type of a plain Model can promise.
     if isinstance(obj, Model) and not visible(user, type(obj)._default_manager.filter(pk=obj.pk)).exists():
@@ -120,7 +139,7 @@ def signed_in(request: Any) -> User:
     return request.user
 
 
-def require_admin(user: Any) -> None:
+def require_admin(user: object) -> None:
     if not is_admin(user):
         raise Denied("Only administrators may do that.", hidden=True)
 
@@ -161,6 +180,8 @@ def _ip(value: str | None) -> str | None:
 class Actor:
     """Who is acting and from where: what policy checks and the audit trail need."""
 
+    # A PolicyUser. Typed loosely still: jobs, catalog, install and snapshots store it on models that
+    # want a User and narrow it themselves; the policy functions take any value and check what it is.
     user: Any
     address: str | None = None
     via: str = "ui"
