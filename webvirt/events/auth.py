@@ -2,7 +2,9 @@
 
 Browsers authenticate with the session cookie and always send an Origin header, which must be
 this site's. Scripts authenticate with `Authorization: Token <key>` and may omit Origin. A
-cross-origin page can therefore never open a socket with a user's cookie.
+cross-origin page can therefore never open a socket with a user's cookie. A bad token counts as a
+failure for the client's address, as on the API (accounts/throttle.py); while the address is
+throttled every token is refused, right or wrong.
 """
 
 from __future__ import annotations
@@ -16,14 +18,26 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 
-from webvirt.accounts.policy import from_trusted_proxy
+from webvirt.accounts.policy import Actor, from_trusted_proxy
+
+THROTTLED = 4429  # the close code of a socket refused because its address failed too often
 
 
 @database_sync_to_async
-def _token_user(key: str) -> Any:
+def _token_user(scope: dict[str, Any], key: str) -> Any:
+    """The token's user, or None when the address is throttled (the refusal is audited once)."""
+    from webvirt.accounts import throttle
     from webvirt.accounts.tokens import user_for_token
 
-    return user_for_token(key) or AnonymousUser()
+    actor = Actor.from_scope({**scope, "user": None})
+    block = throttle.blocked(actor.address)
+    if block is not None:
+        throttle.audit(actor, "token.throttled", block)
+        return None
+    user = user_for_token(key)
+    if user is None:
+        throttle.failed(actor.address)
+    return user or AnonymousUser()
 
 
 def header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -101,12 +115,14 @@ class WebSocketAuth:
         if origin is not None and not origin_allowed(origin, scope):
             return await _deny(send)
         if authorization.lower().startswith("token "):
-            scope = {**scope, "user": await _token_user(authorization[6:].strip())}
-            return await self.app(scope, receive, send)
+            user = await _token_user(scope, authorization[6:].strip())
+            if user is None:
+                return await _deny(send, THROTTLED)
+            return await self.app({**scope, "user": user}, receive, send)
         if origin is None:
             return await _deny(send)  # A cookie without an Origin is not a browser we can check.
         return await self.session_app(scope, receive, send)
 
 
-async def _deny(send: Any) -> None:
-    await send({"type": "websocket.close", "code": 4403})
+async def _deny(send: Any, code: int = 4403) -> None:
+    await send({"type": "websocket.close", "code": code})
