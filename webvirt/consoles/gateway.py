@@ -35,12 +35,6 @@ class AuditedProxyRequestHandler(websocketproxy.ProxyRequestHandler):
         self.from_browser += sum(len(buf) for buf in bufs)
         return bufs, closed
 
-    def auth_connection(self) -> None:
-        # websockify hands the auth plugin the headers only; the audit trail needs the socket's peer
-        # (a client can write anything into X-Forwarded-For). Empty for a UNIX socket.
-        plugin.connection_from(self.client_address[0] if self.client_address else None)
-        super().auth_connection()
-
     def new_websocket_client(self) -> None:
         opened = plugin.opened_session()  # set by TicketAuth in this (forked) process
         started = time.monotonic()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 import django
@@ -31,6 +32,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from websockify.auth_plugins import AuthenticationError  # noqa: E402
+from websockify.websockifyserver import WebSockifyRequestHandler  # noqa: E402
 
 from webvirt.accounts.models import AuditEntry  # noqa: E402
 from webvirt.accounts.policy import Actor, Denied, client_address  # noqa: E402
@@ -46,15 +48,23 @@ log = logging.getLogger(__name__)
 # gateway's request handler (gateway.py), which audits the session's end.
 _taken: dict[str, Any] = {}
 _opened: dict[str, Any] = {}
-# The socket peer of this process's connection, as gateway.py's request handler saw it. websockify
-# gives auth plugins the request headers only, so under plain websockify it stays unknown (None):
-# then no address is recorded rather than one the client wrote into a header.
-_peer: dict[str, str | None] = {}
 
 
-def connection_from(address: str | None) -> None:
-    """Called by the gateway's request handler before TicketAuth runs: who is at the other end of the socket."""
-    _peer["address"] = address
+def _peer() -> str | None:
+    """The socket peer of the connection this process handles (None for a UNIX socket).
+
+    websockify hands its plugins the request headers only, and the audit trail needs the peer (a
+    client can write anything into X-Forwarded-For). Its request handler, the one object that knows
+    it, is the `self` of the frame that called the plugin: plain websockify and the gateway alike.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        handler = frame.f_locals.get("self")
+        if isinstance(handler, WebSockifyRequestHandler):
+            address = handler.client_address
+            return str(address[0]) if isinstance(address, tuple) and address else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def opened_session() -> tuple[Actor, Domain] | None:
@@ -97,7 +107,7 @@ class TicketAuth:
             raise AuthenticationError(response_code=403, response_msg="Forbidden")
         user, bound_to = _who(headers)
         forwarded = ", ".join(headers.get_all("X-Forwarded-For") or ())
-        actor = Actor(user=user, address=client_address(_peer.pop("address", None), forwarded), via="gateway")
+        actor = Actor(user=user, address=client_address(_peer(), forwarded), via="gateway")
         try:
             if user is None or (user.pk, bound_to) != (data.user_id, data.binding):
                 raise Denied(services.REFUSED)
