@@ -97,8 +97,8 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:host-detail": {"GET": ADMIN_API, "PUT": ADMIN_API_INPUT, "PATCH": ADMIN_API,
                         "DELETE": "401 404 404 404 409"},
     "hosts:list": {"GET": EVERYONE_PAGE, "POST": EVERYONE_PAGE},  # the list filtered: empty for non-staff
-    # The empty form is shown to anyone logged in (reported: other admin pages answer 404); saving is refused.
-    "hosts:add": {"GET": EVERYONE_PAGE, "POST": "login denied denied denied 200"},
+    # Only those the policy lets add hosts get the form; to everyone else it does not exist.
+    "hosts:add": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     **{name: {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE} for name in ("hosts:detail", "hosts:summary", "hosts:edit")},
     "hosts:delete": {"GET": ADMIN_PAGE, "POST": "login 404 404 404 302"},
     # Domains: the owner's, seen and operated by the owner; XML editing and devices are for admins.

@@ -235,3 +235,65 @@ def test_deleting_a_host_removes_its_decrypted_key(api, tmp_path, monkeypatch):
     assert (tmp_path / f"host-{host.pk}.key").exists()
     assert api.delete(f"/api/v1/hosts/{host.pk}/").status_code == 204
     assert list(tmp_path.iterdir()) == []
+
+
+# One connection per registration, none kept ---------------------------------------------------------
+
+def libvirtd_clients() -> int:
+    """How many connections this process holds open to libvirtd, as libvirtd itself counts them."""
+    import os
+    import subprocess
+
+    def run(*args: str) -> str:
+        # No check: a client (another test's, another process's) may leave between the list and its info.
+        return subprocess.run(["virt-admin", *args], capture_output=True, text=True, timeout=10).stdout
+
+    ids = [line.split()[0] for line in run("srv-clients-list", "libvirtd").splitlines()[2:] if line.strip()]
+    infos = [run("client-info", "libvirtd", client) for client in ids]
+    return sum(f"unix_process_id: {os.getpid()}\n" in info for info in infos)
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The URIs this process's connection manager opens connections to (cached or not), in order."""
+    uris: list[str] = []
+    real_open = manager.open
+
+    def counting_open(target, timeout=None):  # type: ignore[no-untyped-def]
+        uris.append(target.uri)
+        return real_open(target, timeout)
+
+    monkeypatch.setattr(manager, "open", counting_open)
+    return uris
+
+
+def settled_clients(at_most: int) -> int:
+    """libvirtd's count once closes still in flight (an earlier test's dropped connections) are done."""
+    deadline = time.monotonic() + 3
+    while (count := libvirtd_clients()) > at_most and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return count
+
+
+def test_registering_a_host_opens_one_connection_for_facts_and_domains_and_keeps_none(
+        api, test_conn, make_test_domain, opened):
+    dom = make_test_domain()
+    before = settled_clients(1)  # the session's own connection to the test driver
+    response = register(api, name="once")
+    assert response.status_code == 201, response.json()
+    assert opened == [TEST_URI]
+    assert response.json()["facts"]["hypervisor"] == "TEST"
+    assert Domain.objects.filter(host_id=response.json()["id"], uuid=dom.UUIDString()).exists()
+    assert settled_clients(before) == before  # the probe is closed; nothing cached for the new host
+    assert AuditEntry.objects.get(action="host.create").outcome == AuditEntry.OK
+
+
+def test_editing_a_host_opens_one_connection_and_keeps_none(api, test_conn, make_test_domain, opened):
+    host_id = register(api, name="before").json()["id"]
+    dom = make_test_domain()
+    before = settled_clients(1)
+    response = api.patch(f"/api/v1/hosts/{host_id}/", {"description": "edited"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert opened == [TEST_URI, TEST_URI]  # the registration's probe, then the edit's
+    assert Domain.objects.filter(host_id=host_id, uuid=dom.UUIDString()).exists()  # read by the edit's probe
+    assert settled_clients(before) == before

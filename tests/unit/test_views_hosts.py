@@ -94,6 +94,19 @@ def test_adding_a_host_that_answers_registers_it(admin_client, test_conn):
     assert AuditEntry.objects.get(action="host.create").via == "ui"
 
 
+def test_adding_a_host_through_the_form_opens_one_connection(admin_client, test_conn, make_test_domain,
+                                                             monkeypatch):
+    dom = make_test_domain()
+    opened: list[str] = []
+    real_open = manager.open
+    monkeypatch.setattr(manager, "open", lambda target, timeout=None: opened.append(target.uri) or
+                        real_open(target, timeout))
+    assert add(admin_client, name="form-once").status_code == 302
+    host = Host.objects.get(name="form-once")
+    assert opened == [TEST_URI] and host.status == Host.ONLINE
+    assert Domain.objects.filter(host=host, uuid=dom.UUIDString()).exists()
+
+
 @pytest.mark.parametrize(("uri", "sentence"), [
     ("not a uri", "That is not a libvirt URI."),
     ("foo:///x", "libvirt has no driver for the scheme &#x27;foo&#x27;."),
@@ -202,9 +215,8 @@ def test_the_stranger_sees_no_hosts_and_gets_404s(client, stranger, test_host):
     assert Host.objects.filter(pk=test_host.pk).exists()
 
 
-def test_the_stranger_cannot_add_a_host(client, stranger, test_conn):
+def test_the_stranger_gets_no_add_form_and_cannot_add_a_host(client, stranger, test_conn):
     client.force_login(stranger)
-    response = add(client, name="mine")
-    assert response.status_code == 200
-    assert "You are not allowed to do that." in response.content.decode()
+    assert client.get("/hosts/add/").status_code == 404
+    assert add(client, name="mine").status_code == 404
     assert not Host.objects.exists()

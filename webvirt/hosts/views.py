@@ -4,7 +4,7 @@ by the pages' error boundary (webvirt.ui)."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -41,6 +41,8 @@ def host_summary(request: HttpRequest, pk: int) -> HttpResponse:
 
 def host_form(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     host = visible_or_404(request, Host.objects.all(), pk) if pk else None
+    if host is None and not policy.can(request.user, policy.ADD, Host):
+        raise Http404("No such page.")  # like every page a user may not use: not even an empty form
     form = HostForm(request.POST or None, host=host)
     if request.method == "POST" and form.is_valid():
         with shown_here(request, form):  # libvirt's reason on the form, not repeated as a message at the top
