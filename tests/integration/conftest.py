@@ -22,14 +22,31 @@ from tests.guest.guest import ensure_image
 QEMU_URI = "qemu:///system"
 
 
-@pytest.fixture(scope="session")
-def qemu_conn() -> Iterator[libvirt.virConnect]:
+# The session's connection, opened on first use. A module-level holder, not a fixture, because other
+# conftests import the fixtures below by name (a fixture they depend on would have to be imported too).
+_session: dict[str, libvirt.virConnect] = {}
+
+
+def live_conn() -> libvirt.virConnect:
+    """The session's connection, reopened if libvirtd was restarted under it (tests/events restarts
+    it): calls on the dead one would fail, and a cleanup that swallowed that would leave its objects."""
+    conn = _session.get("conn")
+    if conn is not None:
+        try:
+            conn.getLibVersion()
+            return conn
+        except libvirt.libvirtError:
+            pass
     try:
-        conn = libvirt.open(QEMU_URI)
+        _session["conn"] = libvirt.open(QEMU_URI)
     except libvirt.libvirtError as exc:
         pytest.fail(f"{QEMU_URI} does not answer ({exc}); start it with `bash scripts/services.sh`.")
-    yield conn
-    conn.close()
+    return _session["conn"]
+
+
+@pytest.fixture
+def qemu_conn() -> libvirt.virConnect:
+    return live_conn()
 
 
 @pytest.fixture(scope="session")
@@ -47,28 +64,38 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def scratch_pool(qemu_conn: libvirt.virConnect, workdir: Path) -> Iterator[libvirt.virStoragePool]:
+def scratch_pool(workdir: Path) -> Iterator[libvirt.virStoragePool]:
     """A transient directory pool under `workdir`, so the guest's overlay is a volume libvirt knows."""
     folder = workdir / "pool"
     folder.mkdir(mode=0o755)
     name = f"webvirt-it-{uuidlib.uuid4().hex[:8]}"
-    pool = qemu_conn.storagePoolCreateXML(
+    pool = live_conn().storagePoolCreateXML(
         f"<pool type='dir'><name>{name}</name><target><path>{folder}</path></target></pool>", 0)
     yield pool
+    remove_pool(live_conn(), name)
+
+
+def remove_pool(conn: libvirt.virConnect, name: str) -> None:
+    """Stop the transient pool `name` (which removes it; its files go with `workdir`). Fails the test
+    if it is still there afterwards: a pool left behind would pile up run after run."""
     try:
-        pool.destroy()  # transient: destroying it removes it; the files go with workdir
-    except libvirt.libvirtError:
-        pass
+        conn.storagePoolLookupByName(name).destroy()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+            pytest.fail(f"cleanup: could not remove storage pool {name}: {exc}")
+    if name in conn.listStoragePools() + conn.listDefinedStoragePools():
+        pytest.fail(f"cleanup: storage pool {name} is still there")
 
 
 @pytest.fixture
-def guest_names(qemu_conn: libvirt.virConnect) -> Iterator[list[str]]:
+def guest_names() -> Iterator[list[str]]:
     """Names of domains the test defines; whatever is left of them is forced off and undefined."""
     names: list[str] = []
     yield names
+    conn = live_conn()
     for name in names:
         try:
-            dom = qemu_conn.lookupByName(name)
+            dom = conn.lookupByName(name)
         except libvirt.libvirtError:
             continue
         if dom.isActive():
@@ -94,12 +121,17 @@ def qemu_host(api, qemu_conn):  # type: ignore[no-untyped-def]
 # Templates and clones, made by a real Celery worker ------------------------------------------------
 
 @pytest.fixture
-def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
+def clone_prefix() -> Iterator[str]:
     """A name prefix for the test's domains; whatever domain carries it afterwards is forced off and
     undefined (their volumes live in scratch_pool's folder, which goes with `workdir`)."""
     prefix = f"wvc-{uuidlib.uuid4().hex[:6]}-"
     yield prefix
-    conn = libvirt.open(QEMU_URI)  # not the session's: libvirtd may have been restarted meanwhile
+    remove_domains(live_conn(), prefix)
+
+
+def remove_domains(conn: libvirt.virConnect, prefix: str) -> None:
+    """Force off and undefine every domain named `prefix`...; fails the test if any cannot be removed."""
+    problems = []
     for dom in conn.listAllDomains(0):
         if not dom.name().startswith(prefix):
             continue
@@ -108,9 +140,12 @@ def clone_prefix(qemu_conn: libvirt.virConnect) -> Iterator[str]:
                 dom.destroy()
             if dom.isPersistent():
                 dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        except libvirt.libvirtError:
-            pass
-    conn.close()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # gone meanwhile: nothing to do
+                problems.append(f"{dom.name()}: {exc}")
+    left = [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)]
+    if problems or left:
+        pytest.fail(f"cleanup: domains named {prefix}... not removed: {'; '.join(problems) or ', '.join(left)}")
 
 
 def pool_dir(pool: libvirt.virStoragePool) -> Path:
