@@ -383,3 +383,19 @@ def test_the_snapshots_of_a_domain_nobody_owns_are_told_to_administrators_only(s
     message = snapshots_message(snap_domain(), "deleted", "old")
     assert message["owner"] is None
     assert may_receive(admin, message) and not may_receive(bob, message)
+
+
+def test_a_size_that_cannot_be_known_is_null_not_zero(snap_domain, bob):
+    """The test driver reports a fixed allocation, so an internal snapshot's growth cannot be measured
+    there: its size is unknown (null), never a made-up 0 bytes."""
+    from webvirt.snapshots.models import SnapshotSize
+
+    row = snap_domain(owner=bob, start=True)
+    taken(bob, row, "live", memory=True)
+    taken(bob, row, "later", memory=True)
+    assert [(s["name"], s["size_bytes"]) for s in listing(bob, row)] == [("live", None), ("later", None)]
+    assert not SnapshotSize.objects.filter(domain=row).exists()
+    # A 0 stored by an older webvirt for such a snapshot means the same: unknown.
+    SnapshotSize.objects.create(domain=row, name="live", size_bytes=0)
+    SnapshotSize.objects.create(domain=row, name="later", size_bytes=5 * 2**20)
+    assert [s["size_bytes"] for s in listing(bob, row)] == [None, 5 * 2**20]

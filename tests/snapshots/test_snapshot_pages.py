@@ -220,3 +220,11 @@ def test_a_failed_snapshot_job_stays_in_the_tab_with_its_reason_until_one_succee
     taken(bob, row, "inside")
     page = client_for(bob).get(f"/domains/{row.pk}/snapshots/").content.decode()
     assert f'data-job-bar="{failed.pk}"' not in page  # a later success puts the failure behind it
+
+
+def test_a_size_that_cannot_be_known_shows_as_unknown_not_0_bytes(snap_domain, bob):
+    row = snap_domain(owner=bob)
+    taken(bob, row, "first")
+    page = client_for(bob).get(f"/domains/{row.pk}/snapshots/").content.decode()
+    assert ">unknown</span>" in page
+    assert "0\xa0bytes" not in page and "0 bytes" not in page

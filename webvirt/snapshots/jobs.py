@@ -41,8 +41,11 @@ def run_snapshot_create(ctx: JobContext) -> dict:
     chosen = virt.plan(conn, domain.uuid, p["kind"], p["memory"])
     before = virt.disk_allocation(conn, domain.uuid)
     info = virt.create(conn, domain.uuid, p["name"], p["description"], chosen)
-    if info.kind == virt.INTERNAL:
-        grown = max(0, virt.disk_allocation(conn, domain.uuid) - before)
+    grown = virt.disk_allocation(conn, domain.uuid) - before if info.kind == virt.INTERNAL else 0
+    # A real internal snapshot always takes some room in its qcow2 file (at least a copy of the L1
+    # table). No growth means it could not be measured: the file reused space freed earlier, or the
+    # driver reports a fixed allocation (libvirt's test driver). Its size is then unknown, not 0 B.
+    if grown > 0:
         # One INSERT … ON CONFLICT statement, not update_or_create: on SQLite its read-then-write
         # transaction fails at once ("database is locked") when anyone writes in between, such as the
         # watcher storing the pause and resume of a snapshot with memory, or this job's heartbeat.

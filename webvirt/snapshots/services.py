@@ -44,7 +44,7 @@ def list_snapshots(actor: Actor, domain: Domain) -> list[SnapshotInfo]:
     sizes = dict(SnapshotSize.objects.filter(domain=domain).values_list("name", "size_bytes"))
     for info in infos:
         if info.size_bytes is None:
-            info.size_bytes = sizes.get(info.name)
+            info.size_bytes = sizes.get(info.name) or None  # 0 was stored for "not measured" once
     return infos
 
 

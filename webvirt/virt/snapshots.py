@@ -80,9 +80,9 @@ def _info(conn: libvirt.virConnect, snap: libvirt.virDomainSnapshot, current: st
     doc = SnapshotXML.from_string(snap.getXMLDesc(0))
     files = list(doc.external_files.values())
     size = None
-    if files:
-        vols = [chains.volume_at(conn, path) for path in files]
-        size = sum(vol.info()[2] for vol in vols if vol is not None)
+    vols = [chains.volume_at(conn, path) for path in files]
+    if vols and None not in vols:  # an overlay in no pool: its size is unknown, not 0 B
+        size = sum(int(vol.info()[2]) for vol in vols if vol is not None)
     return SnapshotInfo(name=doc.name or "", parent=doc.parent, description=doc.description or "",
                         created=doc.created or 0, state=doc.state or "", kind=doc.kind, memory=doc.memory,
                         current=doc.name == current, size_bytes=size, files=files)
