@@ -25,6 +25,7 @@ from lxml import etree
 
 from webvirt.virt import chains, errors
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
+from webvirt.virt.domainxml import Disk
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
 from webvirt.virt.snapshotxml import DomainSnapshot as SnapshotXML
@@ -75,7 +76,7 @@ def check(src: libvirt.virConnect, dst: libvirt.virConnect, uuid: str, storage: 
              _cpu(dst, doc), _memory(dst, dom, live), _snapshots(dom, storage, plan.snapshots)]
     plan.problems = [p for p in found if p]
     plan.disks, disk_problems = _disks(src, dst, dom, storage)
-    plan.problems += disk_problems
+    plan.problems += disk_problems + _media(dst, dom)
     return plan
 
 
@@ -149,21 +150,50 @@ def _snapshots(dom: libvirt.virDomain, storage: str, count: int) -> str:
 def _disks(src: libvirt.virConnect, dst: libvirt.virConnect, dom: libvirt.virDomain,
            storage: str) -> tuple[list[DiskMove], list[str]]:
     moves, problems = [], []
-    for target, path in chains.active_files(dom).items():
-        vol = chains.volume_at(src, path)
+    for disk, vol in _writable_disks(src, dom):
+        target, where = disk.target_dev or "", disk.source
         if vol is None:
-            problems.append(f"Disk {target} ({path}) is not a volume in any storage pool, so webvirt cannot tell "
+            problems.append(f"Disk {target} ({where}) is not a volume in any storage pool, so webvirt cannot tell "
                             "whether the destination has it.")
             continue
         info = vol.info()
-        move = DiskMove(target=target, source=path, pool=vol.storagePoolLookupByVolume().name(),
+        move = DiskMove(target=target, source=str(vol.path()), pool=vol.storagePoolLookupByVolume().name(),
                         capacity=int(info[1]), allocation=int(info[2]))
-        problem = (_shared_disk(dst, move) if storage == SHARED else
-                   _copied_disk(src, dst, move, storage, Volume.from_string(vol.XMLDesc(0))))
+        if storage != SHARED:
+            problem = _copied_disk(src, dst, move, storage, Volume.from_string(vol.XMLDesc(0)))
+        elif disk.source_pool:
+            problem = _shared_volume(dst, move, disk)
+        else:
+            problem = _shared_disk(dst, move)
         moves.append(move)
         if problem:
             problems.append(problem)
     return moves, problems
+
+
+def _writable_disks(src: libvirt.virConnect,
+                    dom: libvirt.virDomain) -> list[tuple[Disk, libvirt.virStorageVol | None]]:
+    """The disks the domain writes to (its persistent definition), each with its volume on the source:
+    a file's (`<source file>`) or a pool's volume (`<disk type='volume'>`). Others (block devices,
+    network disks) are not checked here."""
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE if dom.isPersistent() else 0
+    found: list[tuple[Disk, libvirt.virStorageVol | None]] = []
+    for disk in DomainXML.from_string(dom.XMLDesc(flags)).writable_disks:
+        if disk.source_pool:
+            found.append((disk, _volume(src, disk.source_pool, disk.source_volume or "")))
+        elif disk.source_file:
+            found.append((disk, chains.volume_at(src, disk.source_file)))
+    return found
+
+
+def _volume(conn: libvirt.virConnect, pool_name: str, name: str) -> libvirt.virStorageVol | None:
+    pool = _pool(conn, pool_name)
+    if pool is None:
+        return None
+    try:
+        return pool.storageVolLookupByName(name)
+    except libvirt.libvirtError:
+        return None
 
 
 def _shared_disk(dst: libvirt.virConnect, move: DiskMove) -> str:
@@ -172,6 +202,48 @@ def _shared_disk(dst: libvirt.virConnect, move: DiskMove) -> str:
         return (f"The destination does not see disk {move.target} at {move.source}. Shared storage needs the "
                 "same path in a storage pool on both hosts; otherwise copy the disks.")
     return ""
+
+
+def _shared_volume(dst: libvirt.virConnect, move: DiskMove, disk: Disk) -> str:
+    """A `<disk type='volume'>` on shared storage: the destination resolves the same pool and volume
+    names, which must lead to the same file, or the domain would arrive on another disk."""
+    move.dest = move.source
+    pool, name = disk.source_pool or "", disk.source_volume or ""
+    if _pool(dst, pool) is None:
+        return (f"The destination has no running storage pool named {pool} for disk {move.target} "
+                f"({pool}/{name}). Shared storage needs the same pool and volume on both hosts; otherwise copy "
+                "the disks.")
+    there = _volume(dst, pool, name)
+    if there is None:
+        return (f"Pool {pool} on the destination has no volume {name} (disk {move.target}). Shared storage needs "
+                "the same pool and volume on both hosts; otherwise copy the disks.")
+    if there.path() != move.source:
+        return (f"Volume {name} of pool {pool} is {there.path()} on the destination but {move.source} here: "
+                f"another file, not shared storage, so disk {move.target} would not be the same disk there. Copy "
+                "the disks instead.")
+    return ""
+
+
+def _media(dst: libvirt.virConnect, dom: libvirt.virDomain) -> list[str]:
+    """Every CD-ROM's medium must be on the destination too, at the same path (or the same pool and
+    volume): libvirt opens it there by that name, whatever the storage mode. The running domain's
+    medium and its definition's are both checked, since both move."""
+    docs = [DomainXML.from_string(dom.XMLDesc(0))]
+    if dom.isPersistent() and dom.isActive():
+        docs.append(DomainXML.from_string(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+    problems: list[str] = []
+    for disk in (d for doc in docs for d in doc.disks if d.device == "cdrom" and d.source):
+        if disk.source_pool:
+            missing = _volume(dst, disk.source_pool, disk.source_volume or "") is None
+            where = f"no volume {disk.source_volume} in a pool {disk.source_pool}"
+        else:
+            missing = chains.volume_at(dst, disk.source) is None
+            where = "no such file in a storage pool"
+        problem = (f"CD-ROM {disk.target_dev} holds the ISO {disk.source}, but the destination has {where}. Put "
+                   "the ISO there at the same path, or eject it first.")
+        if missing and problem not in problems:
+            problems.append(problem)
+    return problems
 
 
 def _copied_disk(src: libvirt.virConnect, dst: libvirt.virConnect, move: DiskMove, storage: str,
