@@ -118,12 +118,17 @@ def publish_job(job: Job) -> None:
     publish(job_message(job))
 
 
-def _claim(job_id: int) -> Job | None:
-    """Move a queued job to running; exactly one worker can win (Healthchecks' atomic claim)."""
+def _claim(job_id: int, worker: str) -> Job | None:
+    """Move a queued job to running; exactly one worker can win (Healthchecks' atomic claim).
+
+    Anything but a queued job is left alone: a message Celery delivers again (the broker's
+    visibility timeout gives a dead worker's unacknowledged message to another) finds its job
+    already failed by the reaper, or finished, and runs nothing twice.
+    """
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, state=Job.QUEUED, cancel_requested=False).update(
         state=Job.RUNNING, started=now, heartbeat=now, attempts=F("attempts") + 1,
-        worker=f"{socket.gethostname()}:{os.getpid()}")
+        worker=f"{worker or socket.gethostname()}:{os.getpid()}"[:100])
     return Job.objects.get(pk=job_id) if claimed == 1 else None
 
 
@@ -133,9 +138,13 @@ def _heartbeat(job_id: int, stop: threading.Event) -> None:
     close_old_connections()
 
 
-def execute(job_id: int) -> str | None:
-    """Run job `job_id` if it is still queued. Returns its final state."""
-    job = _claim(job_id)
+def execute(job_id: int, worker: str = "") -> str | None:
+    """Run job `job_id` if it is still queued. Returns its final state.
+
+    `worker` names the Celery worker (its node name, e.g. worker1@host), recorded with the process id
+    on the job, so that with several workers on one machine the row says which one ran it.
+    """
+    job = _claim(job_id, worker)
     if job is None:
         Job.objects.filter(pk=job_id, state=Job.QUEUED, cancel_requested=True).update(
             state=Job.CANCELLED, finished=timezone.now(), message="Cancelled before it started.")

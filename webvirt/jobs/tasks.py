@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 
 from webvirt.jobs import runner
 
 
-@shared_task(name="webvirt.jobs.run", acks_late=True, reject_on_worker_lost=False)
-def run_job(job_id: int) -> str | None:
-    return runner.execute(job_id)
+@shared_task(name="webvirt.jobs.run", bind=True, acks_late=True, reject_on_worker_lost=False)
+def run_job(self: Task, job_id: int) -> str | None:
+    return runner.execute(job_id, worker=self.request.hostname or "")
 
 
 @shared_task(name="webvirt.jobs.reap")
