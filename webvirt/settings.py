@@ -163,8 +163,11 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Under ASGI every request runs in a fresh thread, so persistent connections are never reused
     # (and pile up); a pool gives each request a ready connection instead of a new one (~10 ms).
+    # Every process has its own pool: WEBVIRT_DB_POOL_SIZE is its ceiling, set per process kind so that
+    # all of them together stay under PostgreSQL's max_connections (docs/operations.md has the sum).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 20, "timeout": 10}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": max(1, int(os.environ.get("WEBVIRT_DB_POOL_SIZE", "20"))), "timeout": 10}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     if DATABASES["default"]["NAME"] not in ("", ":memory:") and Path(DATABASES["default"]["NAME"]).parent.is_dir():
         # SQLite would create the database with the process's umask (often world-readable); made
