@@ -1,4 +1,4 @@
-"""The real processes, started for a test: the ASGI web server and event watchers.
+"""The real processes, started for a test: the ASGI web server, event watchers, workers and nginx.
 
 They run as subprocesses against the test database (so tests using them need committed data:
 `transactional_db`) and the test run's own Redis key prefix.
@@ -7,18 +7,21 @@ They run as subprocesses against the test database (so tests using them need com
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (scripts/setup.sh)
 
 
 def database_url() -> str:
@@ -75,27 +78,39 @@ class Process:
         return code
 
 
-def start_web(log_dir: Path, **env: str) -> tuple[Process, str]:
-    """uvicorn as the Procfile runs it: without its own proxy-header handling (which would believe
-    X-Forwarded-For from 127.0.0.1), so that only WEBVIRT_TRUSTED_PROXIES decides."""
+def spawn_web(log_dir: Path, *, name: str = "web", workers: int = 1, **env: str) -> tuple[Process, str]:
+    """Start uvicorn as the Procfile runs it, without waiting for it to answer (see wait_for_web).
+
+    Without uvicorn's own proxy-header handling (which would believe X-Forwarded-For from 127.0.0.1),
+    so that only WEBVIRT_TRUSTED_PROXIES decides. `workers` > 1: that many processes on one port."""
     port = free_port()
-    web = Process("web", [str(ROOT / ".venv/bin/uvicorn"), "webvirt.asgi:application", "--host", "127.0.0.1",
-                          "--port", str(port), "--ws", "websockets", "--ws-per-message-deflate", "false",
-                          "--no-proxy-headers", "--log-level", "warning", "--timeout-graceful-shutdown", "2"],
+    web = Process(name, [str(ROOT / ".venv/bin/uvicorn"), "webvirt.asgi:application", "--host", "127.0.0.1",
+                         "--port", str(port), "--workers", str(workers), "--ws", "websockets",
+                         "--ws-per-message-deflate", "false", "--no-proxy-headers", "--log-level", "warning",
+                         "--timeout-graceful-shutdown", "2"],
                   log_dir, **env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    return web, f"http://127.0.0.1:{port}"
+
+
+def wait_for_web(process: Process, url: str, timeout: float = 20) -> tuple[Process, str]:
+    """Wait until `url` answers its login page; stop the process and fail if it never does."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"{url}/accounts/login/", timeout=2)
-            return web, url
+            return process, url
         except OSError:
-            if web.proc.poll() is not None:
+            if process.proc.poll() is not None:
                 break
             time.sleep(0.2)
-    output = web.output()
-    web.stop()
-    raise RuntimeError(f"the web server did not start:\n{output}")
+    output = process.output()
+    process.stop()
+    raise RuntimeError(f"{process.name} did not start:\n{output}")
+
+
+def start_web(log_dir: Path, *, name: str = "web", workers: int = 1, **env: str) -> tuple[Process, str]:
+    """uvicorn as the Procfile runs it, once it answers; returns the process and its base URL."""
+    return wait_for_web(*spawn_web(log_dir, name=name, workers=workers, **env))
 
 
 def start_watcher(log_dir: Path, holder: str = "w1") -> Process:
@@ -106,3 +121,71 @@ def start_worker(log_dir: Path, concurrency: int = 2, name: str = "worker") -> P
     """A real Celery worker on the test database and the run's Redis prefix; it runs every kind of job."""
     return Process(name, [str(ROOT / ".venv/bin/celery"), "-A", "webvirt", "worker", "-l", "warning",
                           "--concurrency", str(concurrency), "--hostname", f"{name}-{os.getpid()}@%h"], log_dir)
+
+
+@dataclass
+class Nginx:
+    process: Process
+    url: str  # http://127.0.0.1:<port>
+    https_url: str | None = None  # with tls_dir: https://127.0.0.1:<port>
+
+
+def start_nginx(log_dir: Path, backends: list[str], tls_dir: Path | None = None) -> Nginx:
+    """The real nginx with the repository's server block (docs/nginx/webvirt.conf) in front of
+    `backends` (web processes' http://127.0.0.1:<port> URLs), on a free port; with `tls_dir`
+    (fullchain.pem, privkey.pem), also HTTPS through docs/nginx/tls.conf, on another.
+
+    Only the listen lines, the certificate folder and the upstream (docs/nginx/upstream.conf is
+    Docker's) are the test's own; prefix, pid, logs and temporary folders are under log_dir/nginx.
+    Every response says which web process answered it, in X-Upstream."""
+    folder = log_dir / "nginx"
+    (folder / "tls.d").mkdir(parents=True)
+    port = free_port()
+    (folder / "site.conf").write_text(_one_listen((ROOT / "docs/nginx/webvirt.conf").read_text(), "listen 80;",
+                                                  f"listen 127.0.0.1:{port};"))
+    https_url = None
+    if tls_dir is not None:
+        tls_port = free_port()
+        tls = _one_listen((ROOT / "docs/nginx/tls.conf").read_text(), "listen 443 ssl;",
+                          f"listen 127.0.0.1:{tls_port} ssl;")
+        (folder / "tls.d" / "webvirt.conf").write_text(tls.replace("/etc/nginx/tls/", f"{tls_dir}/"))
+        https_url = f"https://127.0.0.1:{tls_port}"
+    servers = "".join(f"        server {url.removeprefix('http://')};\n" for url in backends)
+    temp = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                           "uwsgi", "scgi"))
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else ""  # workers may write temp
+    (folder / "nginx.conf").write_text(f"""{user}
+worker_processes 1;
+pid {folder / "nginx.pid"};
+events {{ worker_connections 256; }}
+http {{
+    access_log {folder / "access.log"};
+{temp}
+    add_header X-Upstream $upstream_addr always;
+    upstream webvirt {{
+{servers}    }}
+    include site.conf;
+}}
+""")
+    proxy = Process("nginx", [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"),
+                              "-e", str(folder / "error.log"), "-g", "daemon off;"], log_dir)
+    _wait_for_port(proxy, port)
+    return Nginx(proxy, f"http://127.0.0.1:{port}", https_url)
+
+
+def _one_listen(text: str, listen: str, instead: str) -> str:
+    assert text.count(listen) == 1, f"the repository's nginx configuration should say `{listen}` once"
+    return text.replace(listen, instead)
+
+
+def _wait_for_port(process: Process, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    output = process.output()
+    process.stop()
+    raise RuntimeError(f"{process.name} did not start:\n{output}")
