@@ -17,19 +17,21 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import libvirt
 import libvirtaio
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from webvirt.domains import services as domain_services
 from webvirt.domains.models import Domain
 from webvirt.events import publish
-from webvirt.events.leases import Leases
+from webvirt.events.leases import Leases, Survey, preferred_holders
 from webvirt.hosts.models import Host
 from webvirt.metrics import store
 from webvirt.virt import domains as virt_domains
@@ -44,9 +46,13 @@ OPEN_TIMEOUT = 5.0
 PING_INTERVAL = 3.0  # A ping every 3 s that must answer within 4 s flags a dead host within 10 s.
 PING_TIMEOUT = 4.0
 SYNC_TIMEOUT = 30.0
+RESYNC_CONCURRENCY = 16  # listings at once, out of the 32 pool threads
 BACKOFF_MAX = 3.0  # Short, so a host that comes back is online again within 5 s.
 CLOSE_TIMEOUT = 2.0  # How long a stopping watcher waits for its connections to close.
-HOSTS_POLL = 2.0  # How often the host table is re-read (hosts added or removed while running).
+HOSTS_POLL = 2.0  # How often leases are renewed and the host table re-read (hosts added or removed).
+MIN_HOLD = 2 * HOSTS_POLL  # A host is held this long at least before it is handed over: no flapping.
+LEASE_MARGIN = 1.5  # Watches stop this long before leases not renewed run out.
+HOSTS_LOGGED = 10  # Host names listed in one log line.
 
 DOMAIN_EVENTS = [
     libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT,
@@ -161,15 +167,25 @@ class HostWatch:
             closing.add_done_callback(self.watcher.closing.discard)
 
     async def resync(self, host: Host) -> None:
-        listed_at = timezone.now()
-        snaps = await self.blocking(virt_domains.list_states, self.conn, timeout=SYNC_TIMEOUT)
+        listed_at, started = timezone.now(), time.monotonic()
+        # After a restart every host resynchronises at once. Listing is what takes the time (~6 libvirt
+        # calls a domain); a cap leaves pool threads for keepalives and events, and the timeout then
+        # measures the host, not the queue.
+        async with self.watcher.resync_slots:
+            snaps = await self.blocking(virt_domains.list_states, self.conn, timeout=SYNC_TIMEOUT)
+        listed = time.monotonic()
+        # Thread-sensitive on purpose: all of a watcher's database work runs in order on one thread and
+        # connection. Measured with 100 hosts of 100 domains, reconciling is ~5% of a resynchronisation
+        # and spreading it over threads gained nothing, while SQLite would only add writer contention.
         result = await sync_to_async(domain_services.reconcile)(host, snaps, listed_at)
+        log.debug("host %s: listed in %.2f s, reconciled in %.2f s", host.name, listed - started,
+                  time.monotonic() - listed)
         for row in [*result.created, *result.updated]:
             row.host = host
             await publish.apublish(publish.domain_message(row))
         for row in result.removed:
             await publish.apublish(publish.domain_removed_message(host.pk, row.pk, row.uuid, row.name, row.owner_id))
-        log.info("host %s resynchronised: %s", host.name, result.counts())
+        log.info("host %s resynchronised in %.1f s: %s", host.name, time.monotonic() - started, result.counts())
 
     async def set_status(self, host: Host, online: bool, reason: str = "") -> None:
         before = (host.status, host.status_reason)
@@ -229,16 +245,35 @@ class HostWatch:
 
 
 class Watcher:
-    """Shares hosts out among watchers through Redis leases and runs a HostWatch for each it holds."""
+    """Shares hosts out among watchers through Redis leases and runs a HostWatch for each it holds.
+
+    Each pass (every HOSTS_POLL s) announces this watcher, renews its leases and reads every host's
+    holder in one Redis round trip (`Leases.survey`), then works out each host's preferred holder
+    among the live watchers (`preferred_holders`: fair shares, few moves). It takes the free hosts it
+    is preferred for, and any host left free for a poll or more (views of who is live may differ for
+    a moment; no host may stay unwatched). It hands a host over (releases it) when another watcher,
+    live for a poll or more, is preferred for it. The new holder resynchronises the host, so nothing
+    changed in between is lost.
+    """
 
     def __init__(self, redis_url: str, holder: str | None = None, prefix: str = "webvirt") -> None:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.leases = Leases(redis_url, self.holder, prefix)
         self.manager = ConnectionManager(open_timeout=OPEN_TIMEOUT)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="watch-libvirt")
-        self.watches: dict[int, tuple[str, asyncio.Task]] = {}
+        # The passes read the host table on a thread of their own, so that lease renewals never queue
+        # behind the hosts' database work (a hundred resynchronisations after a restart).
+        self.control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch-balance")
+        self.resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
+        self.watches: dict[int, Held] = {}
         self.tasks: set[asyncio.Task] = set()
         self.closing: set[Future] = set()  # connections being closed by pool threads
+        self.passes = 0
+        self.live_since: dict[str, float] = {}  # other watchers -> when this one first saw them live
+        self.free_since: dict[int, float] = {}  # hosts nobody holds -> when this one first saw them free
+        self.last_holders: dict[int, str | None] = {}  # each host's holder at the last pass
+        self.hosts: dict[int, HostRow] = {}  # the host table as last read
+        self.renewed_at = time.monotonic()  # when the leases were last renewed
 
     def spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -251,6 +286,7 @@ class Watcher:
         libvirtaio.virEventRegisterAsyncIOImpl()
         event_loop.use_external()
         log.info("watcher %s started", self.holder)
+        self.spawn(self.guard_leases())
         try:
             while not stop.is_set():
                 try:
@@ -267,36 +303,193 @@ class Watcher:
             await self.shutdown()
 
     async def balance(self) -> None:
-        """Start watching hosts we can lease, stop those removed, edited or taken over."""
-        hosts = await sync_to_async(lambda: {h.pk: f"{h.uri}|{h.updated.isoformat()}" for h in Host.objects.all()})()
-        for host_id in list(self.watches):
-            version, _task = self.watches[host_id]
-            if host_id not in hosts or hosts[host_id] != version or not await self.leases.renew(host_id):
-                await self.stop_watch(host_id)
-        for host_id, version in hosts.items():
-            if host_id not in self.watches and await self.leases.acquire(host_id):
-                log.info("watching host %s", host_id)
-                self.watches[host_id] = (version, asyncio.ensure_future(HostWatch(self, host_id).run()))
+        """One pass: renew, then stop the watches we should no longer run and start the ones we may."""
+        try:
+            self.hosts = await sync_to_async(_host_table, thread_sensitive=False, executor=self.control)()
+        except Exception as exc:  # renew with the hosts known so far; the leases must not lapse for this
+            log.warning("watcher %s could not read the host table (%s); keeping %d hosts", self.holder, exc,
+                        len(self.watches))
+            if self.passes == 0:
+                raise
+        hosts = self.hosts
+        survey = await self.leases.survey(sorted(hosts), renew=set(self.watches))
+        now = self.renewed_at = time.monotonic()
+        self.passes += 1
+        self.note_watchers(survey.watchers, now)
+        preferred = preferred_holders(sorted(hosts), survey.watchers, survey.holders)
+        await self.drop_watches(hosts, survey, preferred, now)
+        # The first pass only announces us: watchers started together then see each other before any
+        # takes hosts, instead of the first one taking all and handing most over a poll later.
+        if self.passes > 1:
+            await self.take_hosts(hosts, survey, preferred, now)
+        self.last_holders = survey.holders
 
-    async def stop_watch(self, host_id: int) -> None:
-        _version, task = self.watches.pop(host_id)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await self.leases.release(host_id)
+    async def guard_leases(self) -> None:
+        """Stop every watch when the leases could not be renewed (Redis unreachable) for nearly their
+        TTL: once they run out another watcher may take the hosts, and no host may be watched twice.
+        Stopped watches whose lease we still hold are restarted by the next pass that renews."""
+        safe_for = self.leases.ttl_ms / 1000 - LEASE_MARGIN
+        while True:
+            await asyncio.sleep(0.5)
+            running = [held for held in self.watches.values() if not held.task.done()]
+            if running and time.monotonic() - self.renewed_at >= safe_for:
+                log.warning("watcher %s could not renew its leases for %.0f s: it stops watching %s",
+                            self.holder, time.monotonic() - self.renewed_at, _hosts([h.name for h in running]))
+                for held in running:
+                    held.task.cancel()
+
+    def note_watchers(self, live: list[str], now: float) -> None:
+        joined = [w for w in live if w != self.holder and w not in self.live_since]
+        left = [w for w in self.live_since if w not in live]
+        for name in left:
+            del self.live_since[name]
+        for name in joined:
+            self.live_since[name] = now
+        if (joined or left) and self.passes > 1:
+            log.info("watcher %s: %s; %d watchers now", self.holder,
+                     "; ".join(part for part in (_names("joined", joined), _names("gone", left)) if part),
+                     len(live))
+
+    async def drop_watches(self, hosts: dict[int, HostRow], survey: Survey, preferred: dict[int, str],
+                           now: float) -> None:
+        """Stop watching hosts removed, edited, lost or preferred elsewhere (those leases are released)."""
+        handed: dict[str, list[int]] = {}
+        for host_id, held in list(self.watches.items()):
+            row, holder = hosts.get(host_id), survey.holders.get(host_id)
+            if row is None:
+                log.info("watcher %s released host %s: it was removed", self.holder, held.name)
+                await self.stop_watch(host_id, release=True)
+            elif held.task.done():  # stopped by guard_leases (or ended): start afresh
+                await self.stop_watch(host_id, release=True)
+            elif holder != self.holder:
+                # Our lease ran out (this process stalled for a whole TTL): someone else may watch it now.
+                log.warning("watcher %s lost host %s to %s: its lease ran out", self.holder, held.name,
+                            holder or "nobody")
+                await self.stop_watch(host_id, release=False)
+            elif row.version != held.version:
+                log.info("watcher %s restarts its watch of host %s: it was edited", self.holder, row.name)
+                await self.stop_watch(host_id, release=False)
+                self.start_watch(host_id, row, now)
+            elif self.should_hand_over(preferred.get(host_id), held, now):
+                handed.setdefault(preferred[host_id], []).append(host_id)
+        for successor, host_ids in handed.items():
+            names = [self.watches[h].name for h in host_ids]
+            for host_id in host_ids:
+                await self.stop_watch(host_id, release=False)
+            await self.leases.release_many(host_ids)
+            log.info("watcher %s handed over %s to %s (%d held)", self.holder, _hosts(names), successor,
+                     len(self.watches))
+
+    def should_hand_over(self, successor: str | None, held: Held, now: float) -> bool:
+        """Whether another watcher should hold this host, has been live long enough to be trusted to
+        take it, and we have held it long enough (no host flaps between two watchers)."""
+        if successor is None or successor == self.holder:
+            return False
+        since = self.live_since.get(successor)
+        return since is not None and now - since >= HOSTS_POLL and now - held.since >= MIN_HOLD
+
+    async def take_hosts(self, hosts: dict[int, HostRow], survey: Survey, preferred: dict[int, str],
+                         now: float) -> None:
+        """Lease the free hosts we are preferred for, and those free for a poll or more."""
+        wanted, adopted = [], []
+        for host_id in sorted(hosts):
+            if survey.holders.get(host_id) is not None:
+                self.free_since.pop(host_id, None)
+                continue
+            free_since = self.free_since.setdefault(host_id, now)
+            if preferred.get(host_id) == self.holder:
+                wanted.append(host_id)
+            elif now - free_since >= HOSTS_POLL:
+                adopted.append(host_id)
+        for host_id in [h for h in self.free_since if h not in hosts]:
+            del self.free_since[host_id]
+        got = await self.leases.acquire_many(wanted + adopted)
+        for host_id in got:
+            self.free_since.pop(host_id, None)
+            self.start_watch(host_id, hosts[host_id], now)
+        if got:
+            log.info("watcher %s took %s (%d held; live watchers: %d)", self.holder,
+                     self.describe_taken(got, hosts, set(adopted), survey.watchers), len(self.watches),
+                     len(survey.watchers))
+
+    def describe_taken(self, got: list[int], hosts: dict[int, HostRow], adopted: set[int], live: list[str]) -> str:
+        """'host a; 2 hosts b, c from w3 (gone)': the hosts just taken, by whom held them before."""
+        groups: dict[str, list[str]] = {}
+        for host_id in got:
+            before = self.last_holders.get(host_id)
+            if host_id in adopted:
+                origin = " (left unwatched by the watcher preferred for it)"
+            elif before and before != self.holder:
+                origin = f" from {before} ({'handed over' if before in live else 'gone'})"
+            else:
+                origin = ""
+            groups.setdefault(origin, []).append(hosts[host_id].name)
+        return "; ".join(f"{_hosts(names)}{origin}" for origin, names in groups.items())
+
+    def start_watch(self, host_id: int, row: HostRow, now: float) -> None:
+        self.watches[host_id] = Held(row.name, row.version, now, asyncio.ensure_future(HostWatch(self, host_id).run()))
+
+    async def stop_watch(self, host_id: int, release: bool = True) -> None:
+        held = self.watches.pop(host_id)
+        held.task.cancel()
+        await asyncio.gather(held.task, return_exceptions=True)
+        if release:
+            await self.leases.release(host_id)
 
     async def shutdown(self) -> None:
-        for host_id in list(self.watches):
-            await self.stop_watch(host_id)
+        held, stopped = list(self.watches), list(self.watches.values())
+        for host_id in held:
+            await self.stop_watch(host_id, release=False)
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self.leases.release_many(held)
+            await self.leases.leave()
+            if held:
+                log.info("watcher %s released %s", self.holder, _hosts([h.name for h in stopped]))
+        except RedisError as exc:
+            log.warning("could not release the leases (%s): they run out within the TTL", exc)
         await self.leases.close()
         # libvirt's asyncio event implementation needs the loop while connections close: wait a
         # little for those closes (a dead host's may never finish) before the loop stops.
         if self.closing:
             await asyncio.wait([asyncio.wrap_future(f) for f in list(self.closing)], timeout=CLOSE_TIMEOUT)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.control.shutdown(wait=False)
         log.info("watcher %s stopped", self.holder)
+
+
+@dataclass
+class HostRow:
+    name: str
+    version: str  # changes when the host is edited: its watch restarts
+
+
+@dataclass
+class Held:
+    name: str
+    version: str
+    since: float  # monotonic time this watcher took the host
+    task: asyncio.Task
+
+
+def _host_table() -> dict[int, HostRow]:
+    close_old_connections()  # a connection broken (a database restart) is replaced, not failed on forever
+    return {h.pk: HostRow(h.name, f"{h.uri}|{h.updated.isoformat()}") for h in Host.objects.all()}
+
+
+def _hosts(names: list[str]) -> str:
+    """'host a', 'hosts a, b, c' or 'hosts a, b, c and 17 more' for a log line."""
+    if not names:
+        return ""
+    shown = ", ".join(sorted(names)[:HOSTS_LOGGED])
+    more = f" and {len(names) - HOSTS_LOGGED} more" if len(names) > HOSTS_LOGGED else ""
+    return f"{'host' if len(names) == 1 else f'{len(names)} hosts'} {shown}{more}"
+
+
+def _names(label: str, names: list[str]) -> str:
+    return f"{label} {', '.join(sorted(names))}" if names else ""
 
 
 def _close_quietly(conn: libvirt.virConnect, callback_ids: list[tuple[str, int]]) -> None:
