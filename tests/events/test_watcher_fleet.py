@@ -19,6 +19,7 @@ from tests import live
 from tests.conftest import TEST_URI
 from tests.events.sockets import EventSocket, Match, domain_event, wait_for
 from webvirt.domains.models import Domain
+from webvirt.events.leases import preferred_holders
 from webvirt.hosts.models import Host
 
 TAKEOVER_SECONDS = 30  # The goal; the lease lives 10 s after its last renewal, and passes are 2 s apart.
@@ -50,12 +51,27 @@ def holders_of(hosts: list[Host], lease_holder) -> dict[int, str | None]:  # typ
 
 
 def shared_fairly(hosts: list[Host], lease_holder, names: set[str]) -> dict[int, str] | None:  # type: ignore[no-untyped-def]
-    """The holders when every host is held by one of `names` and each holds 1 or 2 of the 6, else None."""
+    """The holders when every host is held by one of `names`, none holding two more than another; else None."""
     holders = holders_of(hosts, lease_holder)
     counts = Counter(holders.values())
     if set(counts) == names and max(counts.values()) - min(counts.values()) <= 1:
         return holders  # type: ignore[return-value]
     return None
+
+
+def test_every_watcher_is_preferred_for_a_fair_share_and_a_newcomer_takes_only_its_own():
+    hosts, three = list(range(100, 200)), ["w1", "w2", "w3"]
+    before = preferred_holders(hosts, three)
+    assert sorted(Counter(before.values()).values()) == [33, 33, 34]
+    assert preferred_holders(list(reversed(hosts)), list(reversed(three)), before) == before  # same view, same answer
+
+    after = preferred_holders(hosts, [*three, "w4"], before)
+    assert sorted(Counter(after.values()).values()) == [25, 25, 25, 25]
+    assert sum(before[h] != after[h] for h in hosts) == 25  # only the newcomer's share moves
+    # One leaves: only its hosts move. A host is added: no other host moves.
+    two = preferred_holders(hosts, ["w1", "w2"], before)
+    assert all(two[h] == before[h] for h in hosts if before[h] != "w3")
+    assert {h: w for h, w in preferred_holders([*hosts, 200], three, before).items() if h != 200} == before
 
 
 def on_host(host: Host, match: Match) -> Match:

@@ -18,7 +18,8 @@ class Command(BaseCommand):
     help = "Watch every registered libvirt host for events and keep the state cache current."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--holder", help="A name for this watcher in the Redis leases.")
+        parser.add_argument("--holder", help="This watcher's name in the Redis leases; unique per process "
+                                             "(default: hostname:pid). Watchers share the hosts out among them.")
 
     def handle(self, *args: Any, holder: str | None = None, **options: Any) -> None:
         logging.getLogger("webvirt").setLevel(logging.INFO)
