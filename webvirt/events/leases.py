@@ -15,9 +15,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-# Renew or release only a lease we still hold; another watcher may have taken it over.
-_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
-          "else return 0 end")
+# Release only a lease we still hold; another watcher may have taken it over.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 # One round trip per pass, however many hosts: announce this watcher, forget watchers not seen
@@ -63,9 +61,6 @@ class Leases:
         self.holder = holder
         self.ttl_ms = ttl_ms
 
-    async def acquire(self, host_id: int) -> bool:
-        return bool(await self.client.set(lease_key(self.prefix, host_id), self.holder, nx=True, px=self.ttl_ms))
-
     async def acquire_many(self, host_ids: list[int]) -> list[int]:
         """Lease every free host of `host_ids` in one round trip; the ones this watcher got."""
         if not host_ids:
@@ -75,9 +70,6 @@ class Leases:
                 pipe.set(lease_key(self.prefix, host_id), self.holder, nx=True, px=self.ttl_ms)
             results = await pipe.execute()
         return [host_id for host_id, ok in zip(host_ids, results, strict=True) if ok]
-
-    async def renew(self, host_id: int) -> bool:
-        return bool(await self.client.eval(_RENEW, 1, lease_key(self.prefix, host_id), self.holder, self.ttl_ms))
 
     async def survey(self, host_ids: list[int], renew: set[int]) -> Survey:
         """Announce this watcher, renew its leases on `renew`, and read who holds each of `host_ids`."""
@@ -103,10 +95,6 @@ class Leases:
     async def leave(self) -> None:
         """Stop announcing this watcher: the others share its hosts out at once, not after the TTL."""
         await self.client.zrem(watchers_key(self.prefix), self.holder)
-
-    async def holder_of(self, host_id: int) -> str | None:
-        value = cast("bytes | None", await self.client.get(lease_key(self.prefix, host_id)))  # replies are not decoded
-        return value.decode() if value else None
 
     async def close(self) -> None:
         await self.client.aclose()
