@@ -162,6 +162,23 @@ def test_host(db, test_conn):  # type: ignore[no-untyped-def]
     manager.drop(host.target().key)
 
 
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The URIs this process's connection manager opens connections to (cached or not), in order:
+    the real libvirt connections are still made, only counted."""
+    from webvirt.hosts.connections import manager
+
+    uris: list[str] = []
+    real_open = manager.open
+
+    def counting_open(target, timeout=None):  # type: ignore[no-untyped-def]
+        uris.append(target.uri)
+        return real_open(target, timeout)
+
+    monkeypatch.setattr(manager, "open", counting_open)
+    return uris
+
+
 @pytest.fixture(scope="session", autouse=True)
 def redis_prefix():  # type: ignore[no-untyped-def]
     """This run's own Redis keys, so a development server or another run on the same Redis is not disturbed."""

@@ -18,7 +18,6 @@ from django.core.management import CommandError, call_command
 from tests.unit.test_api_hosts import libvirtd_clients
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
-from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
 
 pytestmark = pytest.mark.django_db
@@ -54,20 +53,6 @@ def addhosts(*args: str) -> str:
     out = StringIO()
     call_command("addhosts", *args, stdout=out)
     return out.getvalue()
-
-
-@pytest.fixture
-def opened(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
-    """Every URI this process opens a connection to while the test runs."""
-    uris: list[str] = []
-    real_open = manager.open
-
-    def counting_open(target, timeout=None):  # type: ignore[no-untyped-def]
-        uris.append(target.uri)
-        return real_open(target, timeout)
-
-    monkeypatch.setattr(manager, "open", counting_open)
-    return uris
 
 
 def test_it_registers_100_hosts_of_100_domains_quickly_with_one_connection_each(admin, tmp_path, opened):

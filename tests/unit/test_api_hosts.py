@@ -253,20 +253,6 @@ def libvirtd_clients() -> int:
     return sum(f"unix_process_id: {os.getpid()}\n" in info for info in infos)
 
 
-@pytest.fixture
-def opened(monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
-    """The URIs this process's connection manager opens connections to (cached or not), in order."""
-    uris: list[str] = []
-    real_open = manager.open
-
-    def counting_open(target, timeout=None):  # type: ignore[no-untyped-def]
-        uris.append(target.uri)
-        return real_open(target, timeout)
-
-    monkeypatch.setattr(manager, "open", counting_open)
-    return uris
-
-
 def settled_clients(at_most: int) -> int:
     """libvirtd's count once closes still in flight (an earlier test's dropped connections) are done."""
     deadline = time.monotonic() + 3
