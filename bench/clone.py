@@ -48,7 +48,7 @@ from lxml import etree
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import Api, Processes, bench_env, free_port, log, manage, wait_for_web  # noqa: E402  (bench/ is on sys.path)
+from common import Api, Processes, bench_env, free_port, keep_or_remove, log, manage, wait_for_web  # noqa: E402  (bench/ is on sys.path)
 
 from tests.guest.guest import READY_MARKER, ensure_image, tiny_domain_xml  # noqa: E402
 
@@ -298,10 +298,7 @@ def main() -> int:
             fresh = open_libvirt()
             fresh.storagePoolLookupByName(pool.name()).destroy()
             fresh.close()
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     print(json.dumps(result))
     return 0
 

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -63,6 +64,14 @@ def bench_env(state_dir: Path, database_url: str | None) -> dict[str, str]:
             if match:
                 env["REDIS_URL"] = match.group(1).strip().strip("'\"")
     return env
+
+
+def keep_or_remove(tmp: Path, keep: bool) -> None:
+    """The end of a run: its temporary folder is deleted, or kept (and named) with --keep."""
+    if keep:
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def manage(env: dict[str, str], *args: str) -> str:

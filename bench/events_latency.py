@@ -44,7 +44,20 @@ import libvirt
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Client, Server, Watcher, bench_env, fail, log, manage, median, percentile, prepare_database
+from common import (
+    ROOT,
+    Client,
+    Server,
+    Watcher,
+    bench_env,
+    fail,
+    keep_or_remove,
+    log,
+    manage,
+    median,
+    percentile,
+    prepare_database,
+)
 
 TEST_URI = "test+unix:///default"
 QEMU_URI = "qemu:///system"
@@ -242,10 +255,7 @@ def main() -> int:
         if args.database_url and not args.keep:
             with contextlib.suppress(SystemExit):
                 manage(env, "flush", "--noinput")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     print(json.dumps(result))
     return 0
 

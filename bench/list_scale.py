@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import socket
 import statistics
 import sys
@@ -54,6 +53,7 @@ from common import (
     Watcher,
     bench_env,
     fail,
+    keep_or_remove,
     log,
     manage,
     percentile,
@@ -191,10 +191,7 @@ def main() -> int:
         if args.database_url and not args.keep:
             with contextlib.suppress(SystemExit):
                 manage(env, "flush", "--noinput")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     print(json.dumps(result))
     return 0
 

@@ -78,7 +78,7 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
-from common import Client, Server, Watcher, bench_env, fail, log, manage, percentile, prepare_database  # noqa: E402
+from common import Client, Server, Watcher, bench_env, fail, keep_or_remove, log, manage, percentile, prepare_database  # noqa: E402
 from list_scale import write_nodes  # noqa: E402
 
 from tests.guest.guest import ensure_image, make_overlay, tiny_domain_xml  # noqa: E402
@@ -516,10 +516,7 @@ def main() -> int:
                 manage(env, "flush", "--noinput")
             except SystemExit as exc:
                 log(f"cleanup: flushing the database: {exc}")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     if result is None:
         return 1
     print(json.dumps(result))

@@ -58,7 +58,7 @@ import libvirt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import Api, BenchError, Processes, bench_env, free_port, log, manage, median, wait_for_web  # noqa: E402
+from common import Api, BenchError, Processes, bench_env, free_port, keep_or_remove, log, manage, median, wait_for_web  # noqa: E402
 from snapshots import when  # noqa: E402
 
 from tests.guest.guest import READY_MARKER, ensure_image, tiny_domain_xml  # noqa: E402
@@ -391,10 +391,7 @@ def main() -> int:
         procs.stop()
         hosts.stop()
         drop_redis_keys(env.get("REDIS_URL"), env["WEBVIRT_REDIS_PREFIX"])
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     if result is None:
         return 1
     print(json.dumps(result))

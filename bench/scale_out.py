@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +62,7 @@ from common import (
     Processes,
     bench_env,
     free_port,
+    keep_or_remove,
     log,
     manage,
     median,
@@ -438,10 +438,7 @@ def main() -> int:
     finally:
         with contextlib.suppress(SystemExit):
             manage(env, "flush", "--noinput")
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     print(json.dumps(result))
     return 0
 

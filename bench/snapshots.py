@@ -51,7 +51,7 @@ import libvirt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import Api, BenchError, Processes, bench_env, free_port, log, manage, median, wait_for_web  # noqa: E402  (bench/ is on sys.path)
+from common import Api, BenchError, Processes, bench_env, free_port, keep_or_remove, log, manage, median, wait_for_web  # noqa: E402  (bench/ is on sys.path)
 
 from tests.guest.guest import ensure_image, tiny_domain_xml  # noqa: E402
 from tests.guest.serial import SerialShell  # noqa: E402
@@ -329,10 +329,7 @@ def main() -> int:
     finally:
         procs.stop()
         cleanup(prefix, pool_name if made_pool else None, env.get("REDIS_URL"), env["WEBVIRT_REDIS_PREFIX"])
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, args.keep)
     if result is None:
         return 1
     print(json.dumps(result))
