@@ -6,6 +6,7 @@ No Django here: the web process's console endpoints and the benchmark call these
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -126,6 +127,33 @@ def open_serial(conn: libvirt.virConnect, uuid: str, force: bool = False) -> lib
                             errors.UNSUPPORTED) from None
         raise
     return stream
+
+
+def read_until(stream: libvirt.virStream, marker: str, timeout: float) -> bool:
+    """Read a non-blocking console stream (open_serial) until `marker` appears: True; False when
+    `timeout` passes or the console closes first. The stream is aborted afterwards: a boot check
+    only listens, and a guest that prints the marker before the stream opens is never seen (open
+    it while the domain is still paused)."""
+    wanted = marker.encode()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            data = stream.recv(65536)
+            if data == -2:  # nothing yet (EAGAIN)
+                time.sleep(0.05)
+                continue
+            if not data:
+                return False
+            seen = (seen + data)[-(len(wanted) + 65536):]
+            if wanted in seen:
+                return True
+        return False
+    finally:
+        try:
+            stream.abort()
+        except libvirt.libvirtError:
+            pass
 
 
 def screenshot(conn: libvirt.virConnect, uuid: str, limit: int = 16 * 1024 * 1024) -> tuple[str, bytes]:

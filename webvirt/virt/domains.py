@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -157,6 +158,27 @@ def resume_if_paused(conn: libvirt.virConnect, uuid: str) -> DomainState:
     if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
         dom.resume()
     return read_state(dom)
+
+
+def set_title(conn: libvirt.virConnect, uuid: str, title: str) -> None:
+    """Set the domain's <title>, live too when it runs: libvirt renames only shut-off domains, so a
+    running machine handed to someone carries the name they asked for here."""
+    dom = lookup(conn, uuid)
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_TITLE, title, None, None, flags)
+
+
+def stays_running(conn: libvirt.virConnect, uuid: str, seconds: float) -> bool:
+    """Is the domain still running after `seconds`? A guest whose kernel panics or that powers off
+    while it boots is not: the boot check of a guest that prints no ready line on its console."""
+    dom = lookup(conn, uuid)
+    deadline = time.monotonic() + seconds
+    while True:
+        if dom.state()[0] not in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED):
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 def set_autostart(conn: libvirt.virConnect, uuid: str, enabled: bool) -> DomainState:
