@@ -28,6 +28,8 @@ KINDS: dict[str, tuple[str, str | None]] = {
     # Checked against both hosts as they are: a failed or cancelled move is asked for again, not repeated.
     "migrate": ("webvirt.migration.jobs.run_migrate", None),
     "evacuate": ("webvirt.migration.jobs.run_evacuate", None),
+    # One action on many domains, each checked as it is reached: ask again rather than repeat it.
+    "bulk": ("webvirt.domains.jobs.run_bulk", None),
     "volume_clone": ("webvirt.storage.jobs.run_volume_clone", "webvirt.storage.services.retry_volume_clone"),
     "volume_download": ("webvirt.storage.jobs.run_volume_download",
                         "webvirt.storage.services.retry_volume_download"),
