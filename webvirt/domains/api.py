@@ -14,8 +14,15 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.api_base import AutostartSerializer, RawXMLParser, XMLActionMixin, xml_action
-from webvirt.domains import services
+from webvirt.api_base import (
+    AutostartSerializer,
+    JobAcceptedSerializer,
+    RawXMLParser,
+    XMLActionMixin,
+    job_accepted,
+    xml_action,
+)
+from webvirt.domains import bulk, services
 from webvirt.domains.filters import DomainFilter
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
@@ -41,6 +48,21 @@ class DefineSerializer(serializers.Serializer):
 
 class ExpirySerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class BulkSerializer(serializers.Serializer):
+    """Documents the body only: webvirt.domains.bulk checks it, so every mistake gets its own sentence."""
+
+    ids = serializers.ListField(child=serializers.IntegerField(), required=False,
+                                help_text=f"The domains, by id (at most {bulk.MAX_SELECTION:,}).")
+    filter = serializers.DictField(required=False, help_text="Or the list's filter: search, host, state.")
+    action = serializers.ChoiceField(choices=list(bulk.ACTIONS))
+    args = serializers.DictField(required=False, help_text='snapshot: {"name", "description"}; '
+                                                           'extend: {"expires_at"}; the others none.')
+
+
+class BulkAcceptedSerializer(JobAcceptedSerializer):
+    count = serializers.IntegerField(help_text="How many domains the job acts on.")
 
 
 class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
@@ -83,6 +105,18 @@ class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         data.is_valid(raise_exception=True)
         row = extend_expiry(self.actor(), self.get_object(), data.validated_data["expires_at"])
         return Response(DomainSerializer(row).data)
+
+    @extend_schema(request=BulkSerializer, responses={202: BulkAcceptedSerializer})
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        """One action on many domains (by id, or all that match a filter), as one job with a line per
+        domain; each is checked against the policy when the job reaches it."""
+        body = request.data if isinstance(request.data, dict) else {}
+        job = bulk.start(self.actor(), str(body.get("action", "")), body.get("args", {}),
+                         ids=body.get("ids"), filters=body.get("filter"))
+        answer = job_accepted(job)
+        answer.data["count"] = len(job.params["ids"])  # how many it acts on (a filter says so only here)
+        return answer
 
     @extend_schema(request=None, responses={200: {"type": "object"}})
     @action(detail=True, methods=["post"])
