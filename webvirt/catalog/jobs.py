@@ -44,6 +44,7 @@ class Cloner:
         self.names: list[str] = p["names"]
         self.expires_at = datetime.fromisoformat(p["expires_at"]) if p.get("expires_at") else None
         self.owner_id = p["owner"]
+        self.owners: dict[str, int] = p.get("owners") or {}  # name -> owner, when they differ (a wave)
         self.done = 0
         self.lock = threading.Lock()
         self.copy_paths: dict[str, int] = {}  # full copies in flight: path -> capacity
@@ -89,8 +90,8 @@ class Cloner:
         # A linked clone's overlay can grow to the template's full size: it counts as that much.
         gib = sum(d.capacity for d in self.disks) / 1024**3
         Domain.objects.filter(host=self.host, uuid=uuid).update(
-            owner_id=self.owner_id, template=self.template, linked=self.linked, job_id=self.ctx.job.pk,
-            disk_gib=round(gib, 2), expires_at=self.expires_at)
+            owner_id=self.owners.get(name, self.owner_id), template=self.template, linked=self.linked,
+            job_id=self.ctx.job.pk, disk_gib=round(gib, 2), expires_at=self.expires_at)
         close_old_connections()
         return uuid
 

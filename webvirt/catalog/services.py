@@ -143,6 +143,7 @@ class CloneRequest:
     start: bool = True
     expires_at: datetime | None = None
     first: int | None = None  # the first number for {n}; None: the first after names already taken
+    owners: list[User] | None = None  # one per clone, in name order (a wave's members); None: the requester
 
 
 def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
@@ -151,19 +152,28 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
         policy.require(actor.user, policy.USE, template)
         names, first = _validate(actor, template, req)
         # Linked clones count at their virtual size too: each overlay can grow to the whole disk.
-        need = quotas.Usage(instances=req.count, vcpus=template.vcpus * req.count,
-                            memory_mib=template.memory_mib * req.count,
-                            disk_gib=round(template.disk_gib * req.count, 2))
+        need = clone_usage(template, req.count)
+        owners = req.owners or [actor.user] * req.count
+        if len(owners) != req.count:
+            raise VirtError(f"Give one owner per clone: {req.count} clones, {len(owners)} owners.", errors.INVALID)
         params = {"template": template.pk, "names": names, "mode": req.mode, "start": req.start,
                   "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
-                  "name_pattern": req.name_pattern, "count": req.count, "first": first}
+                  "name_pattern": req.name_pattern, "count": req.count, "first": first,
+                  "owners": {name: owner.pk for name, owner in zip(names, owners, strict=True)}}
         with transaction.atomic():
-            quotas.check_and_lock(actor.user, need)
+            for owner in {o.pk: o for o in owners}.values():
+                quotas.check_and_lock(owner, clone_usage(template, owners.count(owner)))
             job = create_job(actor, "clone", f"Clone {template.name}: {req.count} {req.mode} clone(s)", params=params,
                              host=template.host, target=("template", str(template.pk), template.name),
                              reserved=need.as_dict())
         target.detail.append(f"job #{job.pk}: {', '.join(names)}")
         return job
+
+
+def clone_usage(template: Template, count: int) -> quotas.Usage:
+    """What `count` clones of `template` count against a quota."""
+    return quotas.Usage(instances=count, vcpus=template.vcpus * count, memory_mib=template.memory_mib * count,
+                        disk_gib=round(template.disk_gib * count, 2))
 
 
 def _validate(actor: Actor, template: Template, req: CloneRequest) -> tuple[list[str], int]:
