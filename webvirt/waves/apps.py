@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WavesConfig(AppConfig):
+    name = "webvirt.waves"
+    label = "waves"
