@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "webvirt.snapshots",
     "webvirt.migration",
     "webvirt.metrics",
+    "webvirt.waves",
 ]
 
 MIDDLEWARE = [
@@ -207,6 +208,8 @@ CELERY_TASK_DEFAULT_QUEUE = f"{REDIS_PREFIX}:jobs"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
+# Clone waves start within this many seconds of their start time (the beat entry below).
+WEBVIRT_WAVES_INTERVAL = max(1, int(os.environ.get("WEBVIRT_WAVES_INTERVAL", "30")))
 CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed and cleaned up within about a minute.
     "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
@@ -216,6 +219,8 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-addresses": {"task": "webvirt.domains.refresh_addresses", "schedule": 30.0},
     # Usage history: the minute, half-hour and six-hour tiers rolled up, old rows pruned.
     "metrics-rollup": {"task": "webvirt.metrics.rollup", "schedule": 60.0},
+    # Scheduled clone waves: made at their start, checked for boot, counted (webvirt.waves).
+    "waves-tick": {"task": "webvirt.waves.tick", "schedule": float(WEBVIRT_WAVES_INTERVAL)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
