@@ -27,4 +27,5 @@ urlpatterns = [
     path("networks/", include("webvirt.networks.urls")),
     path("storage/", include("webvirt.storage.urls")),
     path("templates/", include("webvirt.catalog.urls")),
+    path("waves/", include("webvirt.waves.urls")),
 ]
