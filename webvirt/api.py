@@ -90,5 +90,6 @@ urlpatterns = [
     path("", include("webvirt.snapshots.api")),
     path("", include("webvirt.migration.api")),
     path("", include("webvirt.metrics.api")),
+    path("", include("webvirt.waves.api")),
     path("", include(router.urls)),
 ]
