@@ -111,6 +111,7 @@ MATRIX: dict[str, dict[str, str]] = {
     **{f"api:domain-{verb}": {"POST": "401 404 404 409 409"}  # a shut-off domain refuses these (state)
        for verb in ("destroy", "reboot", "reset", "resume", "shutdown", "suspend")},
     "api:domain-remove": {"POST": OWNER_API},
+    "api:domain-bulk": {"POST": "401 400 400 400 400"},  # each domain is checked by the job; an empty body: 400
     "api:domain-console": {"POST": "401 404 404 409 409"},  # a shut-off domain has no console to open
     "api:domain-addresses": {"GET": OWNER_API},
     "api:domain-disks": {"POST": "401 404 404 403 400"},
@@ -129,6 +130,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "domains:extend": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},
     "domains:device_change": {"GET": NOT_POST, "POST": "login 404 404 denied 302"},
     "domains:action": {"GET": NOT_POST, "POST": OWNER_PAGE_ACTS},
+    "domains:bulk": {"GET": NOT_POST, "POST": "login 302 302 302 302"},  # an empty form: back to the list, saying so
     # Snapshots: the owner's domain, snapshotted by the owner; it is a shut-off domain with a raw disk and
     # no snapshot, and not a linked clone.
     # An empty body asks for a snapshot named after the time, of the kind webvirt picks: the job is queued.
