@@ -166,3 +166,36 @@ def test_a_host_the_user_cannot_see_is_no_valid_filter(test_host: Any, bob: Any)
 def test_only_post_and_only_signed_in(client: Any, api: Any) -> None:
     assert api.get(BULK).status_code == 405
     assert client.post(BULK, {"ids": [1], "action": "start"}, content_type="application/json").status_code == 401
+
+
+# The list's bar ------------------------------------------------------------------------------------------
+
+@pytest.mark.django_db
+def test_the_list_has_a_box_per_row_and_the_bar_of_actions(domain_row: Callable[..., Domain],
+                                                           admin_client: Any) -> None:
+    row = domain_row("bulkl")
+    html = admin_client.get("/domains/").content.decode()
+    assert f'<input type="checkbox" name="ids" value="{row.pk}" form="bulk-form" data-bulk-row' in html
+    assert 'data-bulk-page aria-label="Select every domain on this page"' in html
+    for label in ("Start", "Shut down", "Reboot", "Force off", "Suspend", "Resume", "Snapshot", "Remove",
+                  "Extend expiry"):
+        assert f">{label}</button>" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bar_starts_one_job_and_shows_its_page(domain_row: Callable[..., Domain], admin_client: Any,
+                                                   test_conn: libvirt.virConnect) -> None:
+    rows = [domain_row("bulkp") for _ in range(2)]
+    response = admin_client.post("/domains/bulk/", {"ids": [r.pk for r in rows], "action": "start"})
+    job = Job.objects.get(kind="bulk")
+    assert (response.status_code, response["Location"]) == (302, f"/jobs/{job.pk}/")
+    run_inline(job)
+    assert all(is_active(test_conn, r) for r in rows)
+
+
+@pytest.mark.django_db
+def test_the_bar_says_what_is_wrong_on_the_list(admin_client: Any) -> None:
+    response = admin_client.post("/domains/bulk/", {"action": "start"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/domains/"
+    assert "No domain is selected." in response.content.decode()
+    assert not Job.objects.exists()

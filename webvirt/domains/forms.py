@@ -112,3 +112,33 @@ class MediaForm(DeviceForm):
     def done(self, domain_name: str, result: Any) -> str:
         path = self.cleaned_data["path"]
         return f"{self.cleaned_data['target']}: " + (f"{path} is inserted." if path else "ejected.")
+
+
+# Bulk actions on the list -----------------------------------------------------------------------------
+
+class BulkForm(forms.Form):
+    """The list's bar of bulk actions: the ticked rows (`ids`), or every domain the list's filter matches
+    (`scope=filter` with its search, host and state), and the arguments of the action asked for."""
+
+    action = forms.CharField()
+    scope = forms.ChoiceField(choices=[("ids", "the ticked domains"), ("filter", "all that match")], required=False)
+    search = forms.CharField(required=False)
+    host = forms.CharField(required=False)
+    state = forms.CharField(required=False)
+    snapshot_name = forms.CharField(required=False)
+    expires_at = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    def selection(self) -> dict[str, Any]:
+        """`ids` or `filters`, as webvirt.domains.bulk.start takes them."""
+        if self.cleaned_data["scope"] == "filter":
+            return {"filters": {key: self.cleaned_data[key] for key in ("search", "host", "state")}}
+        raw = self.data.getlist("ids") if hasattr(self.data, "getlist") else []
+        return {"ids": [int(value) for value in raw if str(value).isdigit()]}
+
+    def args(self) -> dict[str, Any]:
+        action, data = self.cleaned_data["action"], self.cleaned_data
+        if action == "snapshot":
+            return {"name": data["snapshot_name"]}
+        if action == "extend":
+            return {"expires_at": data["expires_at"].isoformat() if data["expires_at"] else ""}
+        return {}

@@ -6,6 +6,7 @@ app_name = "domains"
 urlpatterns = [
     path("", views.domain_list, name="list"),
     path("new/", views.domain_define, name="define"),
+    path("bulk/", views.domain_bulk, name="bulk"),
     path("<int:pk>/", views.domain_detail, name="detail"),
     path("<int:pk>/summary/", views.domain_summary, name="summary"),
     path("<int:pk>/xml/", views.domain_xml, name="xml"),

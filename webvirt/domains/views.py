@@ -13,9 +13,9 @@ from django.views.decorators.http import require_POST
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.domains import services
+from webvirt.domains import bulk, services
 from webvirt.domains.filters import DomainFilter
-from webvirt.domains.forms import DefineForm, UndefineForm, XMLForm
+from webvirt.domains.forms import BulkForm, DefineForm, UndefineForm, XMLForm
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 from webvirt.ui import attempt, cleaned, fallback, render_live, safe_next, shown_here, visible_or_404
@@ -38,6 +38,7 @@ def domain_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     context = {"filters": filters, "page": page, "query": query.urlencode(), "sizes": PAGE_SIZES, "size": size,
+               "bulk_actions": bulk.ACTIONS.values(),
                "counts": services.state_counts(queryset),
                "offline": policy.visible(request.user, Host.objects.filter(status=Host.OFFLINE)).count(),
                "sort": request.GET.get("sort", "")}
@@ -157,3 +158,18 @@ def domain_extend(request: HttpRequest, pk: int) -> HttpResponse:
     extend_expiry(Actor.from_request(request), domain, expires_at)
     messages.success(request, f"{domain.name} now expires at {expires_at:%Y-%m-%d %H:%M}.")
     return redirect(domain)
+
+
+def _list_page(request: HttpRequest, **_: str) -> str:
+    return reverse("domains:list")
+
+
+@fallback(_list_page)
+@require_POST
+def domain_bulk(request: HttpRequest) -> HttpResponse:
+    """One action on the ticked domains, or on all the list's filter matches: a job, followed on its page."""
+    form = BulkForm(request.POST)
+    cleaned(form, "Choose an action for the selected domains.")
+    job = bulk.start(Actor.from_request(request), form.cleaned_data["action"], form.args(), **form.selection())
+    messages.success(request, f"{job.title}: job #{job.pk} is started; each domain gets a line below.")
+    return redirect(job)
