@@ -36,6 +36,28 @@ pytestmark = pytest.mark.django_db
 # domain (the owner's, a fresh one for a change), their `name` a snapshot that domain does not have.
 asking.PK_KINDS.append(("snapshots:", "domain"))
 asking.FIXED.setdefault("name", "mx-snapshot")
+# A wave route's `pk` is the world's scheduled wave, made for each test by _a_wave.
+asking.PK_KINDS[:0] = [("api:wave-", "wave"), ("waves:", "wave")]
+
+
+@pytest.fixture(autouse=True)
+def _a_wave(request: pytest.FixtureRequest) -> None:
+    """A wave of the world's template for its owner, scheduled for tomorrow (the World has no wave of its own)."""
+    if "world" not in request.fixturenames:
+        return
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webvirt.waves.models import Wave
+
+    world = request.getfixturevalue("world")
+    start = timezone.now() + timedelta(days=1)
+    wave = Wave.objects.create(name="mx-wave", template=world.template, start_at=start,
+                               end_at=start + timedelta(hours=1), name_pattern="mx-wave-{n}", planned=1,
+                               created_by=world.users["admin"])
+    wave.users.add(world.users["owner"])
+    world.wave = wave  # type: ignore[attr-defined]
 
 # Families ------------------------------------------------------------------------------------------
 #                     anonymous stranger grantee owner admin
@@ -235,6 +257,14 @@ MATRIX: dict[str, dict[str, str]] = {
     "migration:check": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "migration:evacuate": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # confirmed: to the evacuation job
     "migration:maintenance": {"GET": NOT_POST, "POST": ADMIN_PAGE_ACTS},  # no `enabled`: maintenance ends
+    # Clone waves (administrators only). Their `pk` is the world's scheduled wave (_a_wave below): an empty
+    # PATCH checks it again and keeps it, DELETE cancels it, and it cannot be ended before its start.
+    "api:wave-list": {"GET": ADMIN_API, "POST": ADMIN_API_INPUT},
+    "api:wave-detail": {"GET": ADMIN_API, "PATCH": ADMIN_API, "DELETE": ADMIN_API},
+    "api:wave-end": {"POST": "401 404 404 404 409"},
+    "waves:list": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},  # an empty form: shown again, with its errors
+    "waves:cancel": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # a confirmation page, then cancelled
+    "waves:end": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # not running: said among the messages
 }
 
 # Bodies ----------------------------------------------------------------------------------------------
@@ -298,6 +328,8 @@ VALID_BODIES: dict[str, Any] = {
     "api:host-maintenance": lambda w: {"enabled": True},
     "migration:migrate": lambda w: {"host": w.host.pk, "storage": "shared", "max_downtime_ms": "300"},
     "migration:maintenance": lambda w: {"enabled": "1"},
+    "api:wave-list": lambda w: {"template": w.template.pk, "users": ["olivia"], "name_pattern": "mx-w{n}",
+                                "start_at": "2099-01-01T08:00:00Z", "end_at": "2099-01-01T12:00:00Z"},
 }
 MULTIPART = {"api:upload", "api:pool-upload", "storage:volume_upload"}
 
@@ -357,10 +389,12 @@ def assert_nothing_made(world: World) -> None:
     from webvirt.catalog.models import Template
     from webvirt.hosts.models import Host
     from webvirt.jobs.models import Job
+    from webvirt.waves.models import Wave
 
     assert not Host.objects.filter(name="mx-host").exists()
     assert not Template.objects.filter(name="mx-template").exists()
     assert not Job.objects.filter(kind="snapshot_create", params__name="mx-snap").exists()
+    assert not Wave.objects.filter(name_pattern="mx-w{n}").exists()
     driver = libvirt.open(TEST_URI)  # a connection of its own: the names are read from the driver itself
     try:
         names = {d.name() for d in driver.listAllDomains(0)} | {n.name() for n in driver.listAllNetworks(0)}
