@@ -16,8 +16,9 @@ from rest_framework.response import Response
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.api_base import JOB_ACCEPTED, job_accepted
-from webvirt.catalog import quotas, services
-from webvirt.catalog.models import Template
+from webvirt.catalog import quotas, services, warm
+from webvirt.catalog.models import Template, WarmMachine
+from webvirt.domains.api import DomainSerializer
 from webvirt.domains.models import Domain
 from webvirt.virt import clone as virt_clone
 
@@ -33,7 +34,8 @@ class TemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = Template
         fields = ["id", "name", "description", "os", "host", "host_name", "vcpus", "memory_mib", "disk_gib",
-                  "network", "clone_pool", "max_lifetime_days", "users", "groups", "created"]
+                  "network", "clone_pool", "max_lifetime_days", "users", "groups", "created", "warm_count",
+                  "boot_marker"]
         read_only_fields = fields
 
 
@@ -62,6 +64,32 @@ class CloneSerializer(serializers.Serializer):
                                      help_text="The first number for {n}; omitted: the first after names taken.")
 
 
+class WarmSizeSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0, max_value=warm.MAX_WARM,
+                                     help_text="How many warm machines the template keeps; 0: none.")
+    boot_marker = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True,
+                                        default=None, help_text="The guest's ready line on its serial console.")
+
+
+class WarmMachineSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="domain.name", read_only=True)
+    handed_to: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username",
+                                                                                read_only=True)
+
+    class Meta:
+        model = WarmMachine
+        fields = ["domain", "name", "status", "title", "handed_to", "created", "ready_at", "handed_at"]
+        read_only_fields = fields
+
+
+def _pool(template: Template) -> dict[str, Any]:
+    status = warm.status(template)
+    return {"size": status.size, "warm": status.warm, "booting": status.booting, "handed_out": status.handed_out,
+            "budget_mib": status.budget_mib, "budget_used_mib": status.budget_used_mib,
+            "refill_job": status.refill.pk if status.refill else None,
+            "machines": WarmMachineSerializer(status.machines, many=True).data}
+
+
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                       viewsets.GenericViewSet[Template]):
     serializer_class = TemplateSerializer
@@ -88,15 +116,36 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         services.delete_template(Actor.from_request(request, "api"), self.get_object())
         return Response(status=204)
 
-    @extend_schema(request=CloneSerializer, responses=JOB_ACCEPTED)
+    @extend_schema(request=CloneSerializer, responses={**JOB_ACCEPTED, 201: DomainSerializer})
     @action(detail=True, methods=["post"])
     def clone(self, request: Request, pk: str | None = None) -> Response:
-        """Clone the template `count` times; answers the job that does it."""
+        """Clone the template `count` times: 202 and the job that does it. A request for one running
+        linked clone of a template with a warm pool is answered at once from the pool when a machine
+        is ready: 201, `"warm": true` and the domain, whose `title` is the name asked for."""
         data = CloneSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = services.clone_template(Actor.from_request(request, "api"), self.get_object(),
-                                      services.CloneRequest(**data.validated_data))
-        return job_accepted(job)
+        answer = services.request_clones(Actor.from_request(request, "api"), self.get_object(),
+                                         services.CloneRequest(**data.validated_data))
+        if answer.domain is not None:
+            return Response({"warm": True, "message": answer.message, "title": answer.domain.warm.title,
+                             "domain": DomainSerializer(answer.domain).data}, status=201)
+        assert answer.job is not None
+        response = job_accepted(answer.job)
+        response.data.update({"warm": False, "message": answer.message})
+        return response
+
+    @extend_schema(request=WarmSizeSerializer, responses=dict)
+    @action(detail=True, methods=["get", "post"])
+    def warm(self, request: Request, pk: str | None = None) -> Response:
+        """The template's warm pool (administrators): its machines and the budget; POST sets its size."""
+        policy.require_admin(request.user)
+        template = self.get_object()
+        if request.method == "POST":
+            data = WarmSizeSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            warm.set_size(Actor.from_request(request, "api"), template, data.validated_data["count"],
+                          data.validated_data["boot_marker"])
+        return Response(_pool(template))
 
     @action(detail=False, methods=["get"])
     def quota(self, request: Request) -> Response:

@@ -66,6 +66,29 @@ class TemplateForm(forms.Form):
                                      groups=list(d["groups"]))
 
 
+class TemplateEditForm(TemplateForm):
+    """Editing a template: the fields above, and its warm pool."""
+
+    warm_count = forms.IntegerField(label="Warm machines", min_value=0, initial=0, required=False,
+                                    help_text="Clones kept booted and waiting: a request for one machine gets one at "
+                                              "once. They hold the warm pool budget, not anyone's quota.")
+    boot_marker = forms.CharField(label="Ready line", max_length=200, required=False,
+                                  widget=forms.TextInput(attrs={"spellcheck": "false"}),
+                                  help_text="What the guest prints on its serial console once it is up. Empty: a "
+                                            "warm machine is ready once it has run for 10 s.")
+
+    def __init__(self, *args: Any, template: Template, **kwargs: Any) -> None:
+        super().__init__(*args, template=template, **kwargs)
+        self.initial.setdefault("warm_count", template.warm_count)
+        self.initial.setdefault("boot_marker", template.boot_marker)
+
+    def to_data(self) -> services.TemplateData:
+        data = super().to_data()
+        data.warm_count = self.cleaned_data["warm_count"]
+        data.boot_marker = self.cleaned_data["boot_marker"]
+        return data
+
+
 class RegisterForm(TemplateForm):
     """A template from a disk image already in a pool, with the settings its clones get."""
 

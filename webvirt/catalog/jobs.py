@@ -11,15 +11,17 @@ from datetime import datetime
 import libvirt
 from django.db import close_old_connections
 from django.urls import reverse
+from django.utils import timezone
 
-from webvirt.catalog.models import Template
+from webvirt.catalog.models import Template, WarmMachine
 from webvirt.domains.models import Domain
 from webvirt.domains.services import store_state
 from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.models import Job
-from webvirt.jobs.runner import Cancelled, JobContext, undo
+from webvirt.jobs.runner import Cancelled, JobContext, JobError, undo
 from webvirt.virt import clone as virt_clone
+from webvirt.virt import console as virt_console
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors
 from webvirt.virt.clone import BaseDisk
@@ -222,3 +224,86 @@ def _summary(cloner: Cloner, made: dict[str, str], failed: dict[str, str], start
         message += f"; {len(failed)} failed"
     return {"succeeded": len(ok), "failed": len(failed), "errors": failed, "links": links, "message": message + ".",
             "error": "; ".join(f"{n}: {e}" for n, e in failed.items())}
+
+
+# Warm pools -------------------------------------------------------------------------------------
+
+# Warm machines are made two at a time: each boots while the next is made, and under emulation
+# more concurrent boots only slow every one of them down.
+WARM_CONCURRENCY = 2
+BOOT_TIMEOUT = 180.0
+SETTLE_SECONDS = 10.0  # a guest with no ready line is booted once it has run this long
+MIB = 1024 * 1024
+
+
+def run_warm_refill(ctx: JobContext) -> dict:
+    """Make, start and check booted the warm machines a template's pool is missing.
+
+    Each machine is kept (no longer undone by a later failure) as soon as it has booted: from then on
+    it may be handed out, while this job is still making the others.
+    """
+    cloner = Cloner(ctx)
+    total = len(cloner.names)
+    ready: list[str] = []
+    failed: dict[str, str] = {}
+    ctx.progress(1, f"Making {total} warm machine(s)…", force=True)
+
+    def done(name: str, result: object) -> None:
+        if isinstance(result, str):
+            ready.append(name)
+            ctx.log(f"{name} is warm")
+        elif not isinstance(result, Cancelled):
+            failed[name] = _message(result)
+            ctx.log(f"{name} failed: {failed[name]}")
+        ctx.progress(99 * (len(ready) + len(failed)) / total, f"{len(ready)} of {total} warm.")
+
+    results = _run_pool(lambda name: _warm_one(cloner, name), cloner.names, WARM_CONCURRENCY, done)
+    if any(isinstance(r, Cancelled) for r in results.values()):
+        raise Cancelled()
+    undo(ctx.job)  # what the failed ones left behind; the warm ones were kept as they booted
+    message = f"{len(ready)} of {total} warm machine(s) ready" + (f"; {len(failed)} failed." if failed else ".")
+    return {"succeeded": len(ready), "failed": len(failed), "errors": failed, "message": message,
+            "error": "; ".join(f"{n}: {e}" for n, e in failed.items())}
+
+
+def _warm_one(cloner: Cloner, name: str) -> str:
+    """One warm machine: defined, started (if the host has the memory), booted; returns its UUID."""
+    template = cloner.template
+    free_mib = host_free_mib(cloner.conn())
+    if free_mib < template.memory_mib:
+        raise JobError(f"The host has {free_mib} MiB of memory free; a warm machine of {template.name} needs "
+                       f"{template.memory_mib} MiB. It waits for the next refill.")
+    uuid = cloner.make_one(name)
+    row = Domain.objects.get(host=cloner.host, uuid=uuid)
+    machine = WarmMachine.objects.create(template=template, domain=row, memory_mib=template.memory_mib)
+    close_old_connections()
+    if not _boot(cloner, uuid):
+        raise JobError(f"{name} did not boot within {BOOT_TIMEOUT:g} s"
+                       + (f" (no '{template.boot_marker}' on its console)." if template.boot_marker else "."))
+    store_state(cloner.host, virt_domains.read_state(virt_domains.lookup(cloner.conn(), uuid)))
+    WarmMachine.objects.filter(pk=machine.pk).update(status=WarmMachine.WARM, ready_at=timezone.now())
+    cloner.ctx.keep({uuid} | {o["key"] for o in _tracked(cloner.ctx) if f"/{name}-" in o["key"]})
+    close_old_connections()
+    return uuid
+
+
+def host_free_mib(conn: libvirt.virConnect) -> int:
+    return int(conn.getFreeMemory()) // MIB
+
+
+def _boot(cloner: Cloner, uuid: str) -> bool:
+    """Start the machine and wait until it is up: its ready line on the serial console (read from
+    the moment it starts: it is started paused and resumed with the console open), else still
+    running after SETTLE_SECONDS."""
+    cloner.ctx.check_cancel()
+    virt_domains.start_paused(cloner.conn(), uuid)
+    marker = cloner.template.boot_marker
+    stream = virt_console.open_serial(cloner.conn(), uuid, force=True) if marker else None
+    virt_domains.resume_if_paused(cloner.conn(), uuid)
+    if stream is not None:
+        return virt_console.read_until(stream, marker, BOOT_TIMEOUT)
+    return virt_domains.stays_running(cloner.conn(), uuid, SETTLE_SECONDS)
+
+
+def _tracked(ctx: JobContext) -> list[dict]:
+    return list(ctx.job.created_objects)

@@ -33,6 +33,14 @@ class Template(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created = models.DateTimeField(auto_now_add=True)
+    warm_count = models.PositiveIntegerField(
+        "warm machines", default=0,
+        help_text="Clones kept booted and waiting, so that a request for one machine is answered at once. "
+                  "They count against the warm pool budget, not anyone's quota, until handed out.")
+    boot_marker = models.CharField(
+        "ready line", max_length=200, blank=True,
+        help_text="What the guest prints on its serial console once it is up; a warm machine is ready when "
+                  "it appears. Empty: ready once it has run for 10 s without stopping.")
 
     class Meta:
         ordering = ["name"]
@@ -82,3 +90,33 @@ class Quota(models.Model):
         return f"quota of {self.user or self.group}"
 
     LIMITS = ("instances", "vcpus", "memory_mib", "disk_gib")
+
+
+class WarmMachine(models.Model):
+    """A clone of a template made and booted ahead of time, owned by nobody until it is handed out.
+
+    The row stays after the hand-out (its status says so) and carries the title the user asked for:
+    libvirt renames only shut-off domains, so the running machine keeps the name it was made with.
+    """
+
+    BOOTING = "booting"
+    WARM = "warm"
+    HANDED_OUT = "handed_out"
+    STATUSES = [(BOOTING, "booting"), (WARM, "warm"), (HANDED_OUT, "handed out")]
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="warm_machines")
+    domain = models.OneToOneField("domains.Domain", on_delete=models.CASCADE, related_name="warm")
+    status = models.CharField(max_length=12, choices=STATUSES, default=BOOTING, db_index=True)
+    memory_mib = models.PositiveIntegerField(default=0)  # what it holds of the pool budget while not handed out
+    title = models.CharField(max_length=200, blank=True)
+    handed_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    handed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "pk"]
+
+    def __str__(self) -> str:
+        return f"warm machine {self.domain_id} of {self.template_id} ({self.status})"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
-from webvirt.catalog import quotas
+from webvirt.catalog import quotas, warm
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
@@ -36,6 +36,8 @@ class TemplateData:
     max_lifetime_days: int = 30
     users: list | None = None
     groups: list | None = None
+    warm_count: int | None = None  # None: unchanged
+    boot_marker: str | None = None
 
 
 def _check_name(name: str, template: Template | None = None) -> None:
@@ -106,9 +108,15 @@ def update_template(actor: Actor, template: Template, data: TemplateData) -> Tem
         _check_name(data.name, template)
         template.name, template.description, template.os = data.name.strip(), data.description, data.os
         template.max_lifetime_days = data.max_lifetime_days
+        if data.warm_count is not None:
+            warm.check_size(template, data.warm_count)
+            template.warm_count = data.warm_count
+        if data.boot_marker is not None:
+            template.boot_marker = data.boot_marker.strip()
         template.save()
         _save_grants(template, data)
-        return template
+    transaction.on_commit(lambda: warm.start_refill(template))  # fill, or shrink, the warm pool
+    return template
 
 
 def delete_template(actor: Actor, template: Template) -> None:
@@ -174,6 +182,54 @@ def clone_usage(template: Template, count: int) -> quotas.Usage:
     """What `count` clones of `template` count against a quota."""
     return quotas.Usage(instances=count, vcpus=template.vcpus * count, memory_mib=template.memory_mib * count,
                         disk_gib=round(template.disk_gib * count, 2))
+
+
+@dataclass
+class CloneAnswer:
+    """What a clone request got: a machine handed out of the warm pool at once, or a job making them."""
+
+    message: str
+    job: Job | None = None
+    domain: Domain | None = None
+
+    @property
+    def page(self) -> Domain | Job:
+        """Where the answer is followed: the machine handed out, or the job."""
+        found = self.domain if self.domain is not None else self.job
+        assert found is not None, "a clone request answers a domain or a job"
+        return found
+
+
+def request_clones(actor: Actor, template: Template, req: CloneRequest) -> CloneAnswer:
+    """One running linked clone comes from the template's warm pool when one is ready; otherwise, and
+    for several or other kinds, a clone job makes them (and the answer says why when the pool was empty)."""
+    if req.count == 1 and req.mode == "linked" and req.start and not req.owners and template.warm_count > 0:
+        domain = _hand_out_warm(actor, template, req)
+        if domain is not None:
+            title = domain.warm.title
+            return CloneAnswer(domain=domain, message=f"{title} is ready: a warm machine, already running and "
+                                                      f"booted (its machine name is {domain.name}).")
+        job = clone_template(actor, template, req)
+        return CloneAnswer(job=job, message=f"No warm machine of {template.name} was free, so it is being cloned "
+                                            f"instead (it takes longer): job #{job.pk}.")
+    job = clone_template(actor, template, req)
+    return CloneAnswer(job=job, message=f"Cloning {template.name}: job #{job.pk} has started.")
+
+
+def _hand_out_warm(actor: Actor, template: Template, req: CloneRequest) -> Domain | None:
+    with audited(actor, "template.handout", template) as target:
+        policy.require(actor.user, policy.USE, template)
+        _check_expiry(actor, template, req.expires_at)
+        existing = set(Domain.objects.filter(host=template.host).values_list("name", flat=True))
+        existing |= warm.taken_titles(template)
+        first = req.first if req.first is not None else virt_clone.first_free(req.name_pattern, 1, existing)
+        title = virt_clone.clone_names(req.name_pattern, 1, first)[0]
+        if title in existing:
+            raise VirtError(f"{title} already exists on {template.host.name}. Choose another name pattern or "
+                            "first number.", errors.CONFLICT)
+        domain = warm.hand_out(actor, template, title, req.expires_at)
+        target.detail.append(f"{domain.name} as {title}" if domain else "no warm machine free: cloned instead")
+        return domain
 
 
 def _validate(actor: Actor, template: Template, req: CloneRequest) -> tuple[list[str], int]:

@@ -12,8 +12,8 @@ from django.shortcuts import redirect, render
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
-from webvirt.catalog import quotas, services
-from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateForm
+from webvirt.catalog import quotas, services, warm
+from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateEditForm, TemplateForm
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
@@ -35,15 +35,15 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     form = CloneForm(request.POST or None, template=template, admin=policy.is_admin(request.user))
     if request.method == "POST" and form.is_valid():
         with shown_here(request, form):  # quota, names taken, host offline: said on the form
-            job = services.clone_template(Actor.from_request(request), template, form.to_request())
-            messages.success(request, f"Cloning {template.name}: job #{job.pk} has started.")
-            return redirect(job)
+            answer = services.request_clones(Actor.from_request(request), template, form.to_request())
+            messages.success(request, answer.message)
+            return redirect(answer.page)
     is_admin = policy.is_admin(request.user)
-    clones = policy.visible(request.user, template.clones.select_related("owner", "host")).order_by("name")
+    clones = policy.visible(request.user, template.clones.select_related("owner", "host", "warm")).order_by("name")
     return render(request, "catalog/detail.html", {
         "template": template, "form": form, "left": _left(policy.signed_in(request)), "is_admin": is_admin,
         "clones": clones[:200], "clone_count": clones.count(),
-        "pool": template.pool})
+        "pool": template.pool, "warm": warm.status(template) if template.warm_count or is_admin else None})
 
 
 def _left(user: User) -> list[tuple[str, str]]:
@@ -87,7 +87,7 @@ def template_register(request: HttpRequest) -> HttpResponse:
 def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
     policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     template = visible_or_404(request, _templates(request), pk)
-    form = TemplateForm(request.POST or None, template=template)
+    form = TemplateEditForm(request.POST or None, template=template)
     if request.method == "POST" and form.is_valid():
         with shown_here(request, form):
             services.update_template(Actor.from_request(request), template, form.to_data())
