@@ -197,6 +197,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:template-quota": {"GET": EVERYONE_API},
     "api:template-detail": {"GET": GRANTEE_API, "DELETE": "401 404 403 404 204"},
     "api:template-clone": {"POST": "401 404 400 404 400"},
+    "api:template-warm": {"GET": ADMIN_API, "POST": ADMIN_API_INPUT},  # a template's warm pool: administrators
     "catalog:list": {"GET": EVERYONE_PAGE, "POST": EVERYONE_PAGE},
     "catalog:detail": {"GET": "login 404 200 404 200", "POST": "login 404 200 404 200"},
     **{name: {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE} for name in (
