@@ -14,10 +14,12 @@ import libvirt
 import pytest
 from django.utils import timezone
 
-from tests.people import api_for
+from tests.conftest import domain_xml
+from tests.people import api_for, unique
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.bulk import MAX_SELECTION
 from webvirt.domains.models import Domain
+from webvirt.domains.services import sync_host
 from webvirt.jobs.models import Job
 from webvirt.jobs.runner import run_inline
 
@@ -199,3 +201,34 @@ def test_the_bar_says_what_is_wrong_on_the_list(admin_client: Any) -> None:
     assert response.redirect_chain[-1][0] == "/domains/"
     assert "No domain is selected." in response.content.decode()
     assert not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_snapshot_runs_the_snapshots_job_of_each_domain(
+        test_host: Any, forget: Callable[[str], str], test_conn: libvirt.virConnect, api: Any) -> None:
+    pool = test_conn.storagePoolLookupByName("default-pool")
+    uuids, volumes = [], []
+    for _ in range(2):  # a qcow2 disk in a pool: internal snapshots
+        name = forget(unique("bulksnap"))
+        volumes.append(pool.createXML(f"<volume><name>{name}.qcow2</name><capacity unit='MiB'>8</capacity>"
+                                      "<target><format type='qcow2'/></target></volume>", 0))
+        xml = domain_xml(name).replace(f"<source file='/guest/{name}.img'/>",
+                                       f"<driver name='qemu' type='qcow2'/><source file='{volumes[-1].path()}'/>")
+        uuids.append(test_conn.defineXML(xml).UUIDString())
+    sync_host(test_host)
+    rows = [Domain.objects.get(uuid=uuid) for uuid in uuids]
+    try:
+        job = run(api, {"ids": [r.pk for r in rows], "action": "snapshot", "args": {"name": "exam-start"}})
+        assert job.state == Job.SUCCEEDED, job.error
+        assert {line["outcome"] for line in job.result["domains"]} == {"internal snapshot exam-start taken"}
+        for row in rows:
+            assert test_conn.lookupByUUIDString(row.uuid).snapshotListNames(0) == ["exam-start"]
+        taken = Job.objects.filter(kind="snapshot_create", state=Job.SUCCEEDED)
+        assert sorted(int(j.target_id) for j in taken) == sorted(r.pk for r in rows)
+    finally:
+        for row in rows:
+            dom = test_conn.lookupByUUIDString(row.uuid)
+            for snap in dom.listAllSnapshots(0):
+                snap.delete(0)
+        for vol in volumes:
+            vol.delete(0)
