@@ -13,7 +13,7 @@ const selected = new Set();
 let everything = false; // all that match the filter, on every page
 
 const rows = () => [...region.querySelectorAll("input[data-bulk-row]")];
-const total = () => Number(region.querySelector("[data-bulk-table]")?.dataset.total || 0);
+const total = () => Number(region.querySelector("input[data-bulk-page]")?.dataset.total || 0); // all that match
 const count = () => (everything ? total() : selected.size);
 const plural = (n) => `${n} machine${n === 1 ? "" : "s"}`;
 

@@ -68,3 +68,26 @@ def test_ticked_domains_are_forced_off_by_one_job_with_a_line_each(
     expect(log).not_to_contain_text(names[3])
     assert [bool(test_conn.lookupByName(n).isActive()) for n in names] == [False, False, False, True]
     assert test_conn.lookupByName(names[3]).state()[0] == libvirt.VIR_DOMAIN_PAUSED
+
+
+def test_all_that_match_the_filter_reaches_past_the_page_shown(
+        stack_page, admin, test_host, make_test_domain, test_conn) -> None:  # type: ignore[no-untyped-def]
+    page = stack_page
+    tag = uuidlib.uuid4().hex[:6]
+    names = [f"bulkall-{tag}-{n:02}" for n in range(27)]
+    for name in names:
+        make_test_domain(name, start=True)
+    sync_host(test_host)
+    log_in(page, admin.username)
+    page.goto(f"/domains/?search=bulkall-{tag}&size=25")
+    expect(page.locator("tr[data-domain]")).to_have_count(25)
+
+    page.get_by_label("Select every domain on this page").check()
+    expect(page.locator("[data-bulk-count]")).to_have_text("25 selected.")
+    page.get_by_role("button", name="Select all 27 that match this filter").click()
+    expect(page.locator("[data-bulk-count]")).to_have_text("All 27 that match this filter are selected.")
+    page.get_by_role("button", name="Suspend").click()  # not destructive: no question asked
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    expect(page.locator("[data-job-state]")).to_have_text("succeeded", timeout=WORKER_STARTS_MS)
+    expect(page.locator("[data-job-message]")).to_have_text("Suspend: 27 of 27 done, 0 skipped, 0 failed.")
+    assert {test_conn.lookupByName(n).state()[0] for n in names} == {libvirt.VIR_DOMAIN_PAUSED}
