@@ -14,6 +14,12 @@ from webvirt.catalog.models import Template
 from webvirt.waves import services
 
 LOCAL = "%Y-%m-%dT%H:%M"
+FORMATS = [LOCAL, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]  # seconds for scripts and tests; people pick minutes
+
+
+def _when() -> forms.DateTimeInput:
+    # step 1: a time with seconds (typed, or set by a script) passes the browser's own check.
+    return forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}, format=LOCAL)
 
 
 class WaveForm(forms.Form):
@@ -26,10 +32,10 @@ class WaveForm(forms.Form):
                                            help_text="And/or these people.")
     per_user = forms.IntegerField(label="Machines per person", min_value=1, max_value=services.MAX_PER_USER,
                                   initial=1)
-    start_at = forms.DateTimeField(label="Start", input_formats=[LOCAL, "%Y-%m-%d %H:%M"],
-                                   widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL))
-    end_at = forms.DateTimeField(label="End", input_formats=[LOCAL, "%Y-%m-%d %H:%M"],
-                                 widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL),
+    start_at = forms.DateTimeField(label="Start", input_formats=FORMATS,
+                                   widget=_when())
+    end_at = forms.DateTimeField(label="End", input_formats=FORMATS,
+                                 widget=_when(),
                                  help_text="The machines are removed with their disks at this time.")
     name_pattern = forms.CharField(max_length=80, initial="exam-{n:02}",
                                    help_text="Machine names: one {n}, {n:02} or {n:03} where the number goes.")
