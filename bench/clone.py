@@ -211,7 +211,7 @@ def clone_phase(api: Api, template: int, mode: str, count: int, prefix: str, boo
         "count": count, "name_pattern": prefix + "{n:02}", "mode": mode, "start": True}, expect=202)["job"]
     accepted = time.monotonic() - t0
     running = watch.wait("running", 600)
-    job = wait_job(api, job_id)
+    job = api.wait_job(job_id, 900)
     booted = watch.wait("booted", boot_timeout)
     watch.stop.set()
     watch.join(5)
@@ -230,14 +230,6 @@ def clone_phase(api: Api, template: int, mode: str, count: int, prefix: str, boo
             "not_booted": len(missing)}
 
 
-def wait_job(api: Api, job_id: int, timeout: float = 900) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.call("GET", f"/api/v1/jobs/{job_id}/")
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(0.25)
-    raise SystemExit(f"clone: job {job_id} did not finish in {timeout:g} s")
 
 
 def virt_clone_phase(conn: libvirt.virConnect, original: str, count: int, prefix: str, boot_timeout: float) -> dict:

@@ -335,6 +335,16 @@ class Api:
         assert isinstance(answer, dict)
         return answer
 
+    def wait_job(self, job_id: int, timeout: float = 300, poll: float = 0.1) -> dict:
+        """The job once it has ended (succeeded, failed or cancelled), polled every `poll` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.obj("GET", f"/api/v1/jobs/{job_id}/")
+            if job["state"] not in ("queued", "running"):
+                return job
+            time.sleep(poll)
+        raise BenchError(f"job {job_id} did not end within {timeout:g} s")
+
 
 def wait_for_web(port: int, procs: Processes) -> None:
     deadline = time.monotonic() + 30

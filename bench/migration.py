@@ -171,14 +171,6 @@ def boot(lab: Lab, name: str, disk: Path) -> dict:
 
 # Moving ------------------------------------------------------------------------------------------
 
-def wait_job(api: Api, job_id: int, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.obj("GET", f"/api/v1/jobs/{job_id}/")
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(POLL_S)
-    raise BenchError(f"job {job_id} did not finish in {timeout:g} s")
 
 
 def move_webvirt(lab: Lab, label: str, name: str, src: str, storage: str, bandwidth: int | None = None) -> dict:
@@ -189,7 +181,7 @@ def move_webvirt(lab: Lab, label: str, name: str, src: str, storage: str, bandwi
     answer = lab.api.obj("POST", f"/api/v1/domains/{row['id']}/migrate/", {
         "host": lab.host_ids[dst], "storage": storage, "live": True, "bandwidth_mib_s": bandwidth}, expect=202)
     answered = time.monotonic() - t0
-    job = wait_job(lab.api, answer["job"])
+    job = lab.api.wait_job(answer["job"], poll=POLL_S)
     total = when(job["finished"]) - asked  # until the job recorded its success, not until the poll saw it
     if job["state"] != "succeeded":
         raise BenchError(f"{label}: job {job['id']} {job['state']}: {job['error']}\n{job['log']}")
@@ -312,7 +304,7 @@ def cancel_runs(lab: Lab, name: str, repeat: int, bandwidth: int) -> tuple[list[
             time.sleep(POLL_S)
         asked = time.time()
         lab.api.obj("POST", f"/api/v1/jobs/{job_id}/cancel/")
-        job = wait_job(lab.api, job_id, 60)
+        job = lab.api.wait_job(job_id, 60, POLL_S)
         seconds.append(when(job["finished"]) - asked)
         if job["state"] != "cancelled":
             raise BenchError(f"cancel #{i}: job {job_id} {job['state']}: {job['error']}")

@@ -128,14 +128,6 @@ def when(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def wait_job(api: Api, job_id: int, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.obj("GET", f"/api/v1/jobs/{job_id}/")
-        if job["state"] not in ("queued", "running"):
-            return job
-        time.sleep(POLL_S)
-    raise BenchError(f"job {job_id} did not finish in {timeout:g} s")
 
 
 def timed_job(api: Api, label: str, method: str, path: str, payload: dict | None = None) -> tuple[float, dict]:
@@ -143,7 +135,7 @@ def timed_job(api: Api, label: str, method: str, path: str, payload: dict | None
     t0 = time.monotonic()
     answer = api.obj(method, path, payload, expect=202)
     answered = time.monotonic() - t0
-    job = wait_job(api, answer["job"])
+    job = api.wait_job(answer["job"], poll=POLL_S)
     total = time.monotonic() - t0
     if job["state"] != "succeeded":
         raise BenchError(f"{label}: job {job['id']} {job['state']}: {job['error']}\n{job['log']}")
@@ -364,7 +356,7 @@ def run(args: argparse.Namespace, tmp: Path, env: dict[str, str], procs: Process
     roles = ["int", "ext", "reset", "listi", "liste"]
     job = api.obj("POST", f"/api/v1/templates/{template}/clone/", {
         "count": len(roles), "name_pattern": prefix + "g{n}", "mode": "linked", "start": False}, expect=202)["job"]
-    if (done := wait_job(api, job))["state"] != "succeeded":
+    if (done := api.wait_job(job, poll=POLL_S))["state"] != "succeeded":
         raise BenchError(f"the clone job failed: {done['error']}")
     found = api.obj("GET", f"/api/v1/domains/?search={prefix}g&page_size=100")["results"]
     rows = sorted((r for r in found if r["name"].startswith(prefix + "g")), key=lambda r: r["name"])
