@@ -223,3 +223,23 @@ def test_the_waves_page_lists_and_schedules(admin, template, students):
     assert 'data-wave-made>0 / 3' in page
     page = client.post("/waves/", {**form, "name_pattern": "no number"}).content.decode()
     assert "The name pattern &#x27;no number&#x27; is not valid." in page
+
+
+def test_a_machine_that_stops_while_booting_is_started_once_more_then_counted_failed(
+        api, template, students, test_conn, test_host):
+    from webvirt.domains.services import sync_host
+
+    wave = start(schedule(api, template))
+    first = f"{template.name}-w01"
+    test_conn.lookupByName(first).destroy()  # as a guest that panicked in the start storm and was stopped
+    sync_host(test_host)
+    services.tick(now=wave.start_at + timedelta(seconds=5))
+    assert test_conn.lookupByName(first).isActive()  # started once more
+    wave.refresh_from_db()
+    assert wave.failed == 0 and wave.restarted == [Domain.objects.get(name=first).pk]
+    test_conn.lookupByName(first).destroy()  # and it stops again: it counts as failed, and stays off
+    sync_host(test_host)
+    services.tick(now=wave.start_at + timedelta(seconds=services.BOOT_SECONDS + 60))
+    wave.refresh_from_db()
+    assert not test_conn.lookupByName(first).isActive()
+    assert (wave.made, wave.running, wave.booted, wave.failed) == (3, 2, 2, 1)

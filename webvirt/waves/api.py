@@ -61,6 +61,8 @@ class WaveViewSet(viewsets.GenericViewSet[Wave]):
     serializer_class = WaveSerializer
 
     def get_queryset(self) -> QuerySet[Wave]:
+        if getattr(self, "swagger_fake_view", False):  # the schema generator asks as nobody
+            return Wave.objects.none()
         policy.require_admin(self.request.user)
         return Wave.objects.select_related("template", "group").prefetch_related("users")
 

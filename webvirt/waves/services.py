@@ -298,15 +298,16 @@ def count(wave: Wave, now: datetime) -> None:
     running = [d for d in rows if d.state == "running"]
     booted = [d for d in running if d.state_changed and d.state_changed <= now - timedelta(seconds=BOOT_SECONDS)]
     dead = [d for d in rows if d.state in ("shutoff", "crashed")] if jobs_done else []
+    second = set(wave.restarted)  # stopped again after their second start: failed
     for domain in dead:
-        if domain.pk in wave.restarted or (domain.expires_at and domain.expires_at <= now):
+        if domain.pk in second or (domain.expires_at and domain.expires_at <= now):
             continue
         wave.restarted.append(domain.pk)
         try:  # A guest that panicked in the start storm usually boots when started alone.
             run_action(Actor(user=wave.created_by, via="task"), domain, "start")
         except VirtError:
             continue
-    failed = sum(1 for d in dead if d.pk in wave.restarted and d.state != "running")
+    failed = sum(1 for d in dead if d.pk in second)
     if jobs_done:
         failed += max(0, wave.planned - len(rows))
     figures = (len(rows), len(running), len(booted), failed)
