@@ -243,3 +243,12 @@ def test_a_machine_that_stops_while_booting_is_started_once_more_then_counted_fa
     wave.refresh_from_db()
     assert not test_conn.lookupByName(first).isActive()
     assert (wave.made, wave.running, wave.booted, wave.failed) == (3, 2, 2, 1)
+
+
+def test_a_wave_whose_template_was_deleted_fails_at_its_start(api, template, students):
+    wave = schedule(api, template)
+    assert api.delete(f"/api/v1/templates/{template.pk}/").status_code == 204
+    services.tick(now=wave.start_at + timedelta(seconds=1))
+    wave.refresh_from_db()
+    assert (wave.state, wave.message) == (Wave.FAILED, f"The template of wave {wave.name} was deleted.")
+    assert api.get(f"/api/v1/waves/{wave.pk}/").json()["template_name"] is None

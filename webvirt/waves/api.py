@@ -23,7 +23,7 @@ from webvirt.waves.models import Wave
 
 
 class WaveSerializer(serializers.ModelSerializer):
-    template_name = serializers.CharField(source="template.name", read_only=True)
+    template_name = serializers.CharField(source="template.name", read_only=True, default=None)
     group: serializers.SlugRelatedField[Group] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     users: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(many=True, slug_field="username",
                                                                              read_only=True)

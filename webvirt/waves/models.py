@@ -16,7 +16,8 @@ class Wave(models.Model):
     MODES = [("linked", "linked"), ("full", "full")]
 
     name = models.CharField(max_length=100)
-    template = models.ForeignKey(Template, on_delete=models.PROTECT, related_name="waves")
+    # Null once the template is deleted: a past wave stays in the list; a scheduled one fails at its start.
+    template = models.ForeignKey(Template, null=True, on_delete=models.SET_NULL, related_name="waves")
     group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="waves")
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="waves")
     per_user = models.PositiveIntegerField(default=1)

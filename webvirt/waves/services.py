@@ -166,7 +166,7 @@ def catalog_host_check(template: Template) -> None:
 # Scheduling ------------------------------------------------------------------------------------------
 
 def _describe(wave: Wave) -> str:
-    return (f"{wave.template.name}, {wave.planned} machine(s), {wave.start_at:%Y-%m-%d %H:%M} to "
+    return (f"{wave.template}, {wave.planned} machine(s), {wave.start_at:%Y-%m-%d %H:%M} to "
             f"{wave.end_at:%Y-%m-%d %H:%M}")
 
 
@@ -251,6 +251,8 @@ def wave_message(wave: Wave) -> dict:
 
 
 def data_of(wave: Wave) -> WaveData:
+    if wave.template is None:
+        raise VirtError(f"The template of wave {wave.name} was deleted.", errors.STATE)
     return WaveData(name=wave.name, template=wave.template, start_at=wave.start_at, end_at=wave.end_at,
                     name_pattern=wave.name_pattern, group=wave.group, users=list(wave.users.all()),
                     per_user=wave.per_user, mode=wave.mode)
@@ -272,6 +274,7 @@ def start_wave(wave: Wave) -> Wave:
             wave.save(update_fields=["state", "message", "ended"])
             publish(wave_message(wave))
             raise
+        assert wave.template is not None  # data_of refused a wave without one
         owners = [person for person in people for _ in range(wave.per_user)]
         wave.planned, wave.started, wave.state = len(owners), timezone.now(), Wave.RUNNING
         wave.jobs = []
