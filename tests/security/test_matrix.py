@@ -43,7 +43,8 @@ asking.PK_KINDS[:0] = [("api:wave-", "wave"), ("waves:", "wave")]
 @pytest.fixture(autouse=True)
 def _a_wave(request: pytest.FixtureRequest) -> None:
     """A wave of the world's template for its owner, scheduled for tomorrow (the World has no wave of its own)."""
-    if "world" not in request.fixturenames:
+    route = getattr(request.node, "callspec", None) and request.node.callspec.params.get("route")
+    if route is None or not route.key.startswith(("api:wave-", "waves:")):
         return
     from datetime import timedelta
 
