@@ -181,3 +181,16 @@ def test_a_refill_never_starts_a_machine_the_hosts_free_memory_cannot_hold(admin
     assert job.state == Job.FAILED and "MiB of memory free" in job.error and "needs 128 MiB" in job.error
     assert not WarmMachine.objects.exists()
     assert not [d for d in test_conn.listAllDomains(0) if d.name().startswith(f"{template.name}-warm")]
+
+
+def test_machines_handed_out_while_a_refill_runs_are_made_up_by_the_next(admin, bob, template):
+    template.users.add(bob)
+    fill(admin, template, 2)
+    assert ask_one(bob, template).status_code == 201  # starts a refill for one machine
+    assert ask_one(bob, template).status_code == 201  # that refill is still queued: no second job
+    assert Job.objects.filter(kind=warm.KIND, state=Job.QUEUED).count() == 1
+    first = refill(template)
+    assert len(first.params["names"]) == 1 and first.state == Job.SUCCEEDED
+    second = Job.objects.get(kind=warm.KIND, state=Job.QUEUED)  # started by the first as it ended
+    runner.execute(second.pk)
+    assert warm.status(template).warm == 2

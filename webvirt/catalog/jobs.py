@@ -261,6 +261,11 @@ def run_warm_refill(ctx: JobContext) -> dict:
     if any(isinstance(r, Cancelled) for r in results.values()):
         raise Cancelled()
     undo(ctx.job)  # what the failed ones left behind; the warm ones were kept as they booted
+    if not failed:
+        # Machines handed out while this job ran are made up at once; after a failure, the beat tries again.
+        from webvirt.catalog import warm
+
+        warm.start_refill(cloner.template, after=ctx.job)
     message = f"{len(ready)} of {total} warm machine(s) ready" + (f"; {len(failed)} failed." if failed else ".")
     return {"succeeded": len(ready), "failed": len(failed), "errors": failed, "message": message,
             "error": "; ".join(f"{n}: {e}" for n, e in failed.items())}

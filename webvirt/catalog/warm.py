@@ -140,16 +140,20 @@ def taken_titles(template: Template) -> set[str]:
 SYSTEM = Actor(user=AnonymousUser(), via="task")
 
 
-def start_refill(template: Template) -> Job | None:
+def start_refill(template: Template, after: Job | None = None) -> Job | None:
     """Start a job making the template's missing warm machines, unless one is already at it or the
-    budget is spent. Two callers at once (a hand-out and the beat) start at most one job."""
+    budget is spent. Two callers at once (a hand-out and the beat) start at most one job. `after`: the
+    refill job that is ending, which starts the next for what was handed out while it ran."""
     trim(template)
     with transaction.atomic():
         # Write first: the row lock (PostgreSQL) or write lock (SQLite) serialises concurrent starters.
         Template.objects.filter(pk=template.pk).update(warm_count=F("warm_count"))
         template.refresh_from_db()
-        if Job.objects.filter(kind=KIND, target_type="template", target_id=str(template.pk),
-                              state__in=Job.ACTIVE).exists():
+        active = Job.objects.filter(kind=KIND, target_type="template", target_id=str(template.pk),
+                                    state__in=Job.ACTIVE)
+        if after is not None:
+            active = active.exclude(pk=after.pk)
+        if active.exists():
             return None
         missing = template.warm_count - holding(template)
         room = (budget_mib() - budget_used_mib()) // max(1, template.memory_mib)
