@@ -231,7 +231,8 @@ def _summary(cloner: Cloner, made: dict[str, str], failed: dict[str, str], start
 # Warm machines are made two at a time: each boots while the next is made, and under emulation
 # more concurrent boots only slow every one of them down.
 WARM_CONCURRENCY = 2
-BOOT_TIMEOUT = 180.0
+BOOT_TIMEOUT = 60.0  # per attempt; the tiny test guest boots in 3-10 s here
+BOOT_ATTEMPTS = 2
 SETTLE_SECONDS = 10.0  # a guest with no ready line is booted once it has run this long
 MIB = 1024 * 1024
 
@@ -282,8 +283,14 @@ def _warm_one(cloner: Cloner, name: str) -> str:
     row = Domain.objects.get(host=cloner.host, uuid=uuid)
     machine = WarmMachine.objects.create(template=template, domain=row, memory_mib=template.memory_mib)
     close_old_connections()
-    if not _boot(cloner, uuid):
-        raise JobError(f"{name} did not boot within {BOOT_TIMEOUT:g} s"
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        booted, shown = _boot(cloner, uuid)
+        if booted:
+            break
+        cloner.ctx.log(f"{name} did not boot (attempt {attempt}); its console showed: {shown[-300:]!r}")
+        _force_off(cloner, uuid)
+    else:
+        raise JobError(f"{name} did not boot within {BOOT_TIMEOUT:g} s, {BOOT_ATTEMPTS} times"
                        + (f" (no '{template.boot_marker}' on its console)." if template.boot_marker else "."))
     store_state(cloner.host, virt_domains.read_state(virt_domains.lookup(cloner.conn(), uuid)))
     WarmMachine.objects.filter(pk=machine.pk).update(status=WarmMachine.WARM, ready_at=timezone.now())
@@ -296,10 +303,10 @@ def host_free_mib(conn: libvirt.virConnect) -> int:
     return int(conn.getFreeMemory()) // MIB
 
 
-def _boot(cloner: Cloner, uuid: str) -> bool:
+def _boot(cloner: Cloner, uuid: str) -> tuple[bool, str]:
     """Start the machine and wait until it is up: its ready line on the serial console (read from
     the moment it starts: it is started paused and resumed with the console open), else still
-    running after SETTLE_SECONDS."""
+    running after SETTLE_SECONDS. Returns whether it booted, and what its console showed."""
     cloner.ctx.check_cancel()
     virt_domains.start_paused(cloner.conn(), uuid)
     marker = cloner.template.boot_marker
@@ -307,7 +314,15 @@ def _boot(cloner: Cloner, uuid: str) -> bool:
     virt_domains.resume_if_paused(cloner.conn(), uuid)
     if stream is not None:
         return virt_console.read_until(stream, marker, BOOT_TIMEOUT)
-    return virt_domains.stays_running(cloner.conn(), uuid, SETTLE_SECONDS)
+    return virt_domains.stays_running(cloner.conn(), uuid, SETTLE_SECONDS), ""
+
+
+def _force_off(cloner: Cloner, uuid: str) -> None:
+    """A guest that hung while booting (the start storm can panic an emulated kernel) is forced off
+    before it is started again."""
+    dom = virt_domains.lookup(cloner.conn(), uuid)
+    if dom.isActive():
+        dom.destroy()
 
 
 def _tracked(ctx: JobContext) -> list[dict]:

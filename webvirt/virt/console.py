@@ -129,11 +129,11 @@ def open_serial(conn: libvirt.virConnect, uuid: str, force: bool = False) -> lib
     return stream
 
 
-def read_until(stream: libvirt.virStream, marker: str, timeout: float) -> bool:
-    """Read a non-blocking console stream (open_serial) until `marker` appears: True; False when
-    `timeout` passes or the console closes first. The stream is aborted afterwards: a boot check
-    only listens, and a guest that prints the marker before the stream opens is never seen (open
-    it while the domain is still paused)."""
+def read_until(stream: libvirt.virStream, marker: str, timeout: float) -> tuple[bool, str]:
+    """Read a non-blocking console stream (open_serial) until `marker` appears. Returns whether it
+    did (False when `timeout` passes or the console closes first) and the last of what was read,
+    to say why. The stream is aborted afterwards: a boot check only listens, and a guest that prints
+    the marker before the stream opens is never seen (open it while the domain is still paused)."""
     wanted = marker.encode()
     seen = b""
     deadline = time.monotonic() + timeout
@@ -144,11 +144,11 @@ def read_until(stream: libvirt.virStream, marker: str, timeout: float) -> bool:
                 time.sleep(0.05)
                 continue
             if not data:
-                return False
+                break
             seen = (seen + data)[-(len(wanted) + 65536):]
             if wanted in seen:
-                return True
-        return False
+                return True, seen.decode(errors="replace")[-500:]
+        return False, seen.decode(errors="replace")[-500:]
     finally:
         try:
             stream.abort()
