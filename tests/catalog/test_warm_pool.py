@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from tests.catalog.conftest import clone
 from tests.people import api_for, client_for
+from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
 from webvirt.catalog import jobs as catalog_jobs
 from webvirt.catalog import warm
@@ -68,6 +69,9 @@ def test_a_request_gets_a_running_warm_machine_with_its_owner_expiry_and_title(a
     assert domain.name.startswith(f"{template.name}-warm-")  # the name stays; the title carries the asked one
     assert f"<title>{title}</title>" in test_conn.lookupByUUIDString(domain.uuid).XMLDesc(0)
     assert WarmMachine.objects.get(domain=domain).status == WarmMachine.HANDED_OUT
+    handout = AuditEntry.objects.get(action="template.handout")
+    assert handout.username == "bob" and handout.outcome == AuditEntry.OK and domain.name in handout.detail
+    assert AuditEntry.objects.filter(action="template.warm_refill", outcome=AuditEntry.OK).count() == 2
     # The hand-out started a refill; once it has run, the pool is full again.
     assert refill(template).state == Job.SUCCEEDED
     assert warm.status(template).warm == 2
@@ -114,6 +118,7 @@ def test_users_never_see_warm_machines_only_administrators_do(admin, bob, strang
         assert name not in names
         assert name not in client_for(user).get("/domains/").content.decode()
         assert api_for(user).get(f"/api/v1/templates/{template.pk}/warm/").status_code == 404
+    assert name not in client_for(bob).get(f"/templates/{template.pk}/").content.decode()
     assert name in [d["name"] for d in api_for(admin).get("/api/v1/domains/", {"search": name}).json()["results"]]
     page = client_for(admin).get(f"/templates/{template.pk}/").content.decode()
     assert name in page and "1 of 1 warm" in page
@@ -155,7 +160,8 @@ def test_the_form_hands_one_out_and_the_list_shows_its_title(admin, bob, templat
     fill(admin, template, 1)
     expires = (timezone.localtime() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
     response = client_for(bob).post(f"/templates/{template.pk}/", {
-        "count": 1, "name_pattern": f"{template.name}-lab-{{n}}", "mode": "linked", "start": "on", "expires_at": expires}, follow=True)
+        "count": 1, "name_pattern": f"{template.name}-lab-{{n}}", "mode": "linked", "start": "on",
+        "expires_at": expires}, follow=True)
     page = response.content.decode()
     assert f"{template.name}-lab-1 is ready: a warm machine" in page
     domain = Domain.objects.get(owner=bob)
