@@ -111,7 +111,15 @@ def reconcile(host: Host, snaps: list[DomainState], listed_at: datetime | None =
                 setattr(row, name, getattr(snap, name))
             row.updated = now
             result.updated.append(row)
-    Domain.objects.bulk_create(result.created, batch_size=500)
+    # A job (a clone being defined) may store one of these rows after the read above: its row is the
+    # newer and keeps its owner, so a conflicting insert is skipped, and the ids are read back after.
+    Domain.objects.bulk_create(result.created, batch_size=500, ignore_conflicts=True)
+    if result.created:
+        ids = dict(Domain.objects.filter(host=host, uuid__in=[row.uuid for row in result.created])
+                   .values_list("uuid", "pk"))
+        for row in result.created:
+            row.pk = ids.get(row.uuid)
+        result.created = [row for row in result.created if row.pk is not None]  # removed meanwhile
     Domain.objects.bulk_update(result.updated, [*CACHED_FIELDS, "state_changed", "updated"], batch_size=500)
     result.removed = [row for uuid, row in existing.items() if uuid not in seen and row.migrating_to_id is None
                       and (listed_at is None or row.updated < listed_at)]
