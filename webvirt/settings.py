@@ -210,6 +210,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
 # Clone waves start within this many seconds of their start time (the beat entry below).
 WEBVIRT_WAVES_INTERVAL = max(1, int(os.environ.get("WEBVIRT_WAVES_INTERVAL", "30")))
+# Memory all warm machines (booted ahead, not yet handed out) of all templates may hold together.
+WEBVIRT_WARM_BUDGET_MIB = int(os.environ.get("WEBVIRT_WARM_BUDGET_MIB", "4096"))
 CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed and cleaned up within about a minute.
     "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
@@ -219,6 +221,8 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-addresses": {"task": "webvirt.domains.refresh_addresses", "schedule": 30.0},
     # Usage history: the minute, half-hour and six-hour tiers rolled up, old rows pruned.
     "metrics-rollup": {"task": "webvirt.metrics.rollup", "schedule": 60.0},
+    # Warm pools below their size (a failed boot, a budget that was full) are refilled within a minute.
+    "warm-pools": {"task": "webvirt.catalog.warm_refill", "schedule": 60.0},
     # Scheduled clone waves: made at their start, checked for boot, counted (webvirt.waves).
     "waves-tick": {"task": "webvirt.waves.tick", "schedule": float(WEBVIRT_WAVES_INTERVAL)},
 }

@@ -11,7 +11,6 @@ handed-out machine counts against its owner's quota like any clone.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,15 +36,13 @@ from webvirt.virt import errors
 from webvirt.virt.errors import VirtError
 
 KIND = "warm_refill"
-DEFAULT_BUDGET_MIB = 4096
 MAX_WARM = 20  # per template: a pool is for the next few requests, not a fleet
 HOLDING = (WarmMachine.BOOTING, WarmMachine.WARM)  # what holds the pool budget
 
 
 def budget_mib() -> int:
     """The administrators' warm pool budget: memory all warm and booting machines may hold together."""
-    value = getattr(settings, "WEBVIRT_WARM_BUDGET_MIB", None)
-    return int(value if value is not None else os.environ.get("WEBVIRT_WARM_BUDGET_MIB", DEFAULT_BUDGET_MIB))
+    return int(settings.WEBVIRT_WARM_BUDGET_MIB)
 
 
 def budget_used_mib(exclude: Template | None = None) -> int:

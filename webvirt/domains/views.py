@@ -30,7 +30,7 @@ def _domain_page(request: HttpRequest, pk: int, **_: str) -> str:
 
 
 def domain_list(request: HttpRequest) -> HttpResponse:
-    queryset = policy.visible(request.user, Domain.objects.select_related("host"))
+    queryset = policy.visible(request.user, Domain.objects.select_related("host", "warm"))
     filters = DomainFilter(request.GET or None, queryset=queryset)
     filters.form.fields["host"].queryset = policy.visible(request.user, Host.objects.all())
     size = _page_size(request)
