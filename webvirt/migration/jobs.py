@@ -25,7 +25,7 @@ from webvirt.hosts.models import Host
 from webvirt.jobs.runner import Cancelled, JobContext, JobError
 from webvirt.migration.services import MoveRequest, plan_move
 from webvirt.virt import domains as virt_domains
-from webvirt.virt import errors
+from webvirt.virt import errors, hostinfo
 from webvirt.virt import migration as virt
 from webvirt.virt.errors import VirtError
 
@@ -247,6 +247,6 @@ def _evacuate_one(ctx: JobContext, domain: Domain) -> str:
 
 def _free_memory(host: Host) -> int:
     try:
-        return int(connect(host).getFreeMemory())
+        return hostinfo.free_memory(connect(host))
     except (VirtError, libvirt.libvirtError):
         return 0

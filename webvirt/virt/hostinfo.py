@@ -7,6 +7,22 @@ from typing import Any
 import libvirt
 from lxml import etree
 
+MIB = 1024 * 1024
+
+
+def free_memory(conn: libvirt.virConnect) -> int:
+    """The host's free memory in bytes: the one read of it (placing clones, warm pools, waves, migration).
+
+    libvirt's test driver keeps its cells' free memory in KiB and answers their sum as if it were
+    bytes (its 3 GiB host says 3 MiB), so its figure is scaled here; every real driver answers bytes.
+    """
+    free = int(conn.getFreeMemory())
+    return free * 1024 if conn.getType().upper() == "TEST" else free
+
+
+def free_memory_mib(conn: libvirt.virConnect) -> int:
+    return free_memory(conn) // MIB
+
 
 def _version(number: int) -> str:
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
@@ -18,7 +34,7 @@ def host_facts(conn: libvirt.virConnect) -> dict[str, Any]:
     caps = etree.fromstring(conn.getCapabilities().encode())
     cpu_model = caps.findtext("./host/cpu/model") or model
     try:
-        free_mib = conn.getFreeMemory() // (1024 * 1024)
+        free_mib: int | None = free_memory_mib(conn)
     except libvirt.libvirtError:
         free_mib = None
     guests: dict[str | None, set[str | None]] = {}

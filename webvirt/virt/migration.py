@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import libvirt
 from lxml import etree
 
-from webvirt.virt import chains, errors
+from webvirt.virt import chains, errors, hostinfo
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.domainxml import Disk
 from webvirt.virt.domainxml import Domain as DomainXML
@@ -134,7 +134,7 @@ def _cpu(dst: libvirt.virConnect, doc: DomainXML) -> str:
 
 def _memory(dst: libvirt.virConnect, dom: libvirt.virDomain, live: bool) -> str:
     need = int(dom.info()[2]) * 1024
-    free = int(dst.getFreeMemory())
+    free = hostinfo.free_memory(dst)
     if live and need > free:
         return f"The destination has {free // MIB:,} MiB of memory free; {dom.name()} uses {need // MIB:,} MiB."
     return ""
