@@ -22,16 +22,14 @@ from webvirt.catalog.models import Quota, WarmMachine
 from webvirt.domains.models import Domain
 from webvirt.jobs import runner
 from webvirt.jobs.models import Job
+from webvirt.virt import hostinfo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def _no_settle(request, monkeypatch):  # type: ignore[no-untyped-def]
+def _no_settle(monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(catalog_jobs, "SETTLE_SECONDS", 0.0)
-    # The test driver's node says it has 3 MiB free; the free memory test keeps that figure, the others a real host's.
-    if "free_memory" not in request.node.name:
-        monkeypatch.setattr(catalog_jobs, "host_free_mib", lambda conn: 16384)
 
 
 def refill(template) -> Job | None:  # type: ignore[no-untyped-def]
@@ -181,10 +179,16 @@ def test_a_smaller_pool_removes_its_surplus(admin, template, test_conn):
     assert len(left & set(names)) == 1
 
 
-def test_a_refill_never_starts_a_machine_the_hosts_free_memory_cannot_hold(admin, template, test_conn):
+def test_a_refill_never_starts_a_machine_the_hosts_free_memory_cannot_hold(admin, template, test_conn, settings):
+    free_mib = hostinfo.free_memory_mib(test_conn)
+    template.memory_mib = free_mib + 1024  # within the budget, beyond the host's free memory
+    template.save()
+    settings.WEBVIRT_WARM_BUDGET_MIB = 4 * template.memory_mib
     warm.set_size(Actor(user=admin), template, 1)
     job = refill(template)
-    assert job.state == Job.FAILED and "MiB of memory free" in job.error and "needs 128 MiB" in job.error
+    assert job.state == Job.FAILED, job.log
+    assert f"The host has {free_mib} MiB of memory free" in job.error
+    assert f"needs {template.memory_mib} MiB" in job.error
     assert not WarmMachine.objects.exists()
     assert not [d for d in test_conn.listAllDomains(0) if d.name().startswith(f"{template.name}-warm")]
 

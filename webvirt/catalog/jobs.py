@@ -1,4 +1,10 @@
-"""The clone job: make many clones at once, concurrently, and start them; undo what fails."""
+"""The clone job: make many clones at once, concurrently, and start them; undo what fails.
+
+Also the one boot check (`start_booted`), used by the warm refill and by clone jobs asked to check
+(a wave's): start paused, resume with the serial console open, and wait for the template's ready line,
+or, for a template without one, for the guest to keep running SETTLE_SECONDS; forced off and started
+once more when it does not boot.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from webvirt.jobs.runner import Cancelled, JobContext, JobError, undo
 from webvirt.virt import clone as virt_clone
 from webvirt.virt import console as virt_console
 from webvirt.virt import domains as virt_domains
-from webvirt.virt import errors
+from webvirt.virt import errors, hostinfo
 from webvirt.virt.clone import BaseDisk
 from webvirt.virt.errors import VirtError
 
@@ -47,6 +53,7 @@ class Cloner:
         self.expires_at = datetime.fromisoformat(p["expires_at"]) if p.get("expires_at") else None
         self.owner_id = p["owner"]
         self.owners: dict[str, int] = p.get("owners") or {}  # name -> owner, when they differ (a wave)
+        self.boot_check = bool(p.get("boot_check"))  # start each clone with start_booted (a wave's)
         self.done = 0
         self.lock = threading.Lock()
         self.copy_paths: dict[str, int] = {}  # full copies in flight: path -> capacity
@@ -156,7 +163,9 @@ def run_clone(ctx: JobContext) -> dict:
     stop.set()
     if any(isinstance(r, Cancelled) for r in results.values()):
         raise Cancelled()
-    started = _start_all(ctx, cloner, made, failed) if ctx.params.get("start") else {}
+    started: dict[str, str] = {}
+    if ctx.params.get("start"):
+        started = (_boot_all if cloner.boot_check else _start_all)(ctx, cloner, made, failed)
     # Keep the clones that worked; remove whatever the failed ones left behind, now.
     ctx.keep({uuid for name, uuid in made.items() if name not in failed} | _disk_keys(ctx.job, made, failed))
     undo(ctx.job)
@@ -186,6 +195,42 @@ def _start_all(ctx: JobContext, cloner: Cloner, made: dict[str, str], failed: di
             states[uuid] = f"error: {_message(exc)}"
     ctx.progress(99, f"{sum(1 for s in states.values() if s == 'running')} of {total} running.", force=True)
     return states
+
+
+def _boot_all(ctx: JobContext, cloner: Cloner, made: dict[str, str], failed: dict[str, str]) -> dict[str, str]:
+    """Start the clones and check each booted (start_booted), with bounded concurrency. The outcome so far
+    is in the job's result while it runs (boot_outcome), so that a wave counts its booted machines live."""
+    names = {uuid: name for name, uuid in made.items()}
+    booted: list[str] = []
+    _note_boots(ctx, booted, failed)
+
+    def on_boot(uuid: str, result: object) -> None:
+        name = names[uuid]
+        if result is None:
+            booted.append(name)
+            ctx.log(f"{name} booted")
+        elif not isinstance(result, Cancelled):
+            failed[name] = f"created, but did not boot: {_message(result)}"
+            ctx.log(f"{name} failed: {failed[name]}")
+        _note_boots(ctx, booted, failed)
+        ctx.progress(50 + 49 * (len(booted) + len(failed)) / max(1, len(cloner.names)),
+                     f"{len(booted)} of {len(made)} booted.")
+
+    results = _run_pool(lambda uuid: start_booted(cloner, names[uuid], uuid), list(made.values()),
+                        START_CONCURRENCY, on_boot)
+    if any(isinstance(r, Cancelled) for r in results.values()):
+        raise Cancelled()
+    return {made[name]: "running" for name in booted}
+
+
+def _note_boots(ctx: JobContext, booted: list[str], failed: dict[str, str]) -> None:
+    Job.objects.filter(pk=ctx.job.pk).update(result={"booted": list(booted), "errors": dict(failed)})
+
+
+def boot_outcome(job: Job) -> tuple[set[str], set[str]]:
+    """The names a boot-checking clone job has seen boot, and those that failed (so far, while it runs)."""
+    result = job.result or {}
+    return set(result.get("booted") or []), set(result.get("errors") or {})
 
 
 def _report_copies(ctx: JobContext, cloner: Cloner, share: float, stop: threading.Event) -> None:
@@ -220,10 +265,15 @@ def _summary(cloner: Cloner, made: dict[str, str], failed: dict[str, str], start
     message = f"{len(ok)} of {len(cloner.names)} clone(s) made"
     if started:
         message += f", {sum(1 for s in started.values() if s == 'running')} running"
+    if cloner.boot_check:
+        message += f", {len(started)} booted"
     if failed:
         message += f"; {len(failed)} failed"
-    return {"succeeded": len(ok), "failed": len(failed), "errors": failed, "links": links, "message": message + ".",
-            "error": "; ".join(f"{n}: {e}" for n, e in failed.items())}
+    summary = {"succeeded": len(ok), "failed": len(failed), "errors": failed, "links": links,
+               "message": message + ".", "error": "; ".join(f"{n}: {e}" for n, e in failed.items())}
+    if cloner.boot_check:
+        summary["booted"] = [n for n in ok if made[n] in started]
+    return summary
 
 
 # Warm pools -------------------------------------------------------------------------------------
@@ -231,10 +281,6 @@ def _summary(cloner: Cloner, made: dict[str, str], failed: dict[str, str], start
 # Warm machines are made two at a time: each boots while the next is made, and under emulation
 # more concurrent boots only slow every one of them down.
 WARM_CONCURRENCY = 2
-BOOT_TIMEOUT = 60.0  # per attempt; the tiny test guest boots in 3-10 s here
-BOOT_ATTEMPTS = 2
-SETTLE_SECONDS = 10.0  # a guest with no ready line is booted once it has run this long
-MIB = 1024 * 1024
 
 
 def run_warm_refill(ctx: JobContext) -> dict:
@@ -275,7 +321,7 @@ def run_warm_refill(ctx: JobContext) -> dict:
 def _warm_one(cloner: Cloner, name: str) -> str:
     """One warm machine: defined, started (if the host has the memory), booted; returns its UUID."""
     template = cloner.template
-    free_mib = host_free_mib(cloner.conn())
+    free_mib = hostinfo.free_memory_mib(cloner.conn())
     if free_mib < template.memory_mib:
         raise JobError(f"The host has {free_mib} MiB of memory free; a warm machine of {template.name} needs "
                        f"{template.memory_mib} MiB. It waits for the next refill.")
@@ -283,24 +329,39 @@ def _warm_one(cloner: Cloner, name: str) -> str:
     row = Domain.objects.get(host=cloner.host, uuid=uuid)
     machine = WarmMachine.objects.create(template=template, domain=row, memory_mib=template.memory_mib)
     close_old_connections()
-    for attempt in range(1, BOOT_ATTEMPTS + 1):
-        booted, shown = _boot(cloner, uuid)
-        if booted:
-            break
-        cloner.ctx.log(f"{name} did not boot (attempt {attempt}); its console showed: {shown[-300:]!r}")
-        _force_off(cloner, uuid)
-    else:
-        raise JobError(f"{name} did not boot within {BOOT_TIMEOUT:g} s, {BOOT_ATTEMPTS} times"
-                       + (f" (no '{template.boot_marker}' on its console)." if template.boot_marker else "."))
-    store_state(cloner.host, virt_domains.read_state(virt_domains.lookup(cloner.conn(), uuid)))
+    start_booted(cloner, name, uuid)
     WarmMachine.objects.filter(pk=machine.pk).update(status=WarmMachine.WARM, ready_at=timezone.now())
     cloner.ctx.keep({uuid} | {o["key"] for o in _tracked(cloner.ctx) if f"/{name}-" in o["key"]})
     close_old_connections()
     return uuid
 
 
-def host_free_mib(conn: libvirt.virConnect) -> int:
-    return int(conn.getFreeMemory()) // MIB
+def _tracked(ctx: JobContext) -> list[dict]:
+    return list(ctx.job.created_objects)
+
+
+# The boot check ------------------------------------------------------------------------------------
+
+BOOT_TIMEOUT = 60.0  # per attempt; the tiny test guest boots in 3-10 s here
+BOOT_ATTEMPTS = 2
+SETTLE_SECONDS = 10.0  # a guest with no ready line is booted once it has run this long
+
+
+def start_booted(cloner: Cloner, name: str, uuid: str) -> None:
+    """Start a defined clone and confirm it booted; one that does not (the CPU-bound start storm can
+    panic an emulated kernel) is forced off and started once more. JobError when it never boots."""
+    for attempt in range(1, BOOT_ATTEMPTS + 1):
+        booted, shown = _boot(cloner, uuid)
+        if booted:
+            store_state(cloner.host, virt_domains.read_state(virt_domains.lookup(cloner.conn(), uuid)))
+            return
+        cloner.ctx.log(f"{name} did not boot (attempt {attempt}); its console showed: {shown[-300:]!r}")
+        _force_off(cloner, uuid)
+    marker = cloner.template.boot_marker
+    if marker:
+        raise JobError(f"{name} did not boot within {BOOT_TIMEOUT:g} s, {BOOT_ATTEMPTS} times (no '{marker}' "
+                       "on its console).")
+    raise JobError(f"{name} did not boot: it stopped within {SETTLE_SECONDS:g} s of its start, {BOOT_ATTEMPTS} times.")
 
 
 def _boot(cloner: Cloner, uuid: str) -> tuple[bool, str]:
@@ -323,7 +384,3 @@ def _force_off(cloner: Cloner, uuid: str) -> None:
     dom = virt_domains.lookup(cloner.conn(), uuid)
     if dom.isActive():
         dom.destroy()
-
-
-def _tracked(ctx: JobContext) -> list[dict]:
-    return list(ctx.job.created_objects)

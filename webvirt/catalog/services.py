@@ -152,6 +152,8 @@ class CloneRequest:
     expires_at: datetime | None = None
     first: int | None = None  # the first number for {n}; None: the first after names already taken
     owners: list[User] | None = None  # one per clone, in name order (a wave's members); None: the requester
+    # Start each clone and check it booted (catalog.jobs.start_booted), failing ones retried once: a wave's.
+    boot_check: bool = False
 
 
 def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
@@ -165,6 +167,7 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
         if len(owners) != req.count:
             raise VirtError(f"Give one owner per clone: {req.count} clones, {len(owners)} owners.", errors.INVALID)
         params = {"template": template.pk, "names": names, "mode": req.mode, "start": req.start,
+                  "boot_check": req.start and req.boot_check,
                   "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
                   "name_pattern": req.name_pattern, "count": req.count, "first": first,
                   "owners": {name: owner.pk for name, owner in zip(names, owners, strict=True)}}
