@@ -13,6 +13,14 @@ from tests import people
 from tests.catalog.conftest import base_volume, cleanup_clones, template, template_source  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def _short_settle(monkeypatch):  # type: ignore[no-untyped-def]
+    """The test driver's guests print nothing: a machine is booted once it stays running, here 0.2 s."""
+    from webvirt.catalog import jobs
+
+    monkeypatch.setattr(jobs, "SETTLE_SECONDS", 0.2)
+
+
 @pytest.fixture
 def students(db):  # type: ignore[no-untyped-def]
     """Three users in the group 'class-a'."""

@@ -33,7 +33,8 @@ class Wave(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     ended = models.DateTimeField(null=True, blank=True)
-    # Counts, kept by the tick: what the clone jobs made, what runs, what failed, what has booted.
+    # Counts, kept by the tick: what the clone jobs made, what runs, what failed, what has booted (as the
+    # clone jobs' boot checks report it).
     planned = models.PositiveIntegerField(default=0)
     made = models.PositiveIntegerField(default=0)
     running = models.PositiveIntegerField(default=0)
@@ -41,8 +42,6 @@ class Wave(models.Model):
     failed = models.PositiveIntegerField(default=0)
     # The clone jobs that made its machines (their ids); the machines are the domains of these jobs.
     jobs = models.JSONField(default=list, blank=True)
-    # Machines already started again once after they stopped during boot (their domain ids).
-    restarted = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-start_at"]

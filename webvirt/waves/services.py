@@ -1,7 +1,10 @@
 """Clone waves: check, schedule, start, count and end them. Shared by the pages, the API and the tick task.
 
 A wave makes its machines through the catalog's clone job (one job per MAX_CLONES machines, each
-machine owned by its member and expiring at the wave's end), so the end is the catalog's expiry.
+machine owned by its member and expiring at the wave's end), so the end is the catalog's expiry. The
+clone job checks each machine booted (catalog.jobs.start_booted, the warm pools' check: the template's
+ready line on the serial console, or still running after a while; a machine that does not boot is
+forced off and started once more, then reported failed and removed); the tick counts from its outcome.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from webvirt.domains.models import Domain
 from webvirt.events.publish import publish
 from webvirt.hosts.connections import call
 from webvirt.virt import clone as virt_clone
-from webvirt.virt import errors
+from webvirt.virt import errors, hostinfo
 from webvirt.virt import storage as virt_storage
 from webvirt.virt.errors import VirtError
 from webvirt.waves.models import Wave
@@ -33,10 +36,6 @@ MAX_MACHINES = 500  # per wave: started in clone jobs of catalog.MAX_CLONES each
 MAX_PER_USER = 10
 # A linked clone's overlay is tiny when made; what its guest writes while it boots and runs is not.
 LINKED_BYTES = 64 * 1024**2
-# A machine counts as booted once it has kept running this long after its start (seconds). Without a
-# guest agent webvirt cannot read a guest's mind; a guest that panics in the start storm and stops
-# (on_crash) is started once more by the tick, and counted failed if it stops again.
-BOOT_SECONDS = 20
 MIB = 1024**2
 
 
@@ -135,7 +134,7 @@ def _check_host(template: Template, total: int, linked: bool) -> None:
     each = LINKED_BYTES * len(template.disks) if linked else disk_bytes
 
     def measure(conn: libvirt.virConnect) -> int:
-        free = free_memory(conn)
+        free = hostinfo.free_memory(conn)
         if template.pool and each:
             pool, _folder = virt_clone.clone_pool(conn, template.pool, linked)
             virt_storage.check_space(pool, each * total, f"The wave's {total} {'linked' if linked else 'full'} "
@@ -147,13 +146,6 @@ def _check_host(template: Template, total: int, linked: bool) -> None:
     if need_mib > free_mib:
         raise VirtError(f"The wave needs {total} × {template.memory_mib} MiB ({_gib(need_mib)}) running at once, "  # noqa: RUF001
                         f"but the host {template.host.name} has {_gib(free_mib)} free.", errors.CONFLICT)
-
-
-def free_memory(conn: libvirt.virConnect) -> int:
-    """The host's free memory in bytes."""
-    free = int(conn.getFreeMemory())
-    # libvirt's test driver sums its cells' free memory, which it keeps in KiB, and answers that as bytes.
-    return free * 1024 if conn.getType().upper() == "TEST" else free
 
 
 def catalog_host_check(template: Template) -> None:
@@ -282,7 +274,7 @@ def start_wave(wave: Wave) -> Wave:
             chunk = owners[first:first + catalog.MAX_CLONES]
             job = catalog.clone_template(system, wave.template, catalog.CloneRequest(
                 count=len(chunk), name_pattern=wave.name_pattern, mode=wave.mode, start=True,
-                expires_at=wave.end_at, first=first + 1, owners=chunk))
+                expires_at=wave.end_at, first=first + 1, owners=chunk, boot_check=True))
             wave.jobs.append(job.pk)
             wave.save(update_fields=["planned", "started", "state", "jobs"])
         target.detail.append(f"{len(names)} machine(s) for {len(people)} people: {names[0]}…{names[-1]}; "
@@ -292,34 +284,28 @@ def start_wave(wave: Wave) -> Wave:
 
 
 def count(wave: Wave, now: datetime) -> None:
-    """Count its machines; start once more any that stopped while booting; end it at its end time."""
-    from webvirt.domains.services import run_action
+    """Count its machines, booted and failed as its clone jobs report them; end it at its end time."""
+    from webvirt.catalog.jobs import boot_outcome
     from webvirt.jobs.models import Job
 
-    jobs_done = not Job.objects.filter(pk__in=wave.jobs, state__in=Job.ACTIVE).exists()
     rows = list(machines(wave))
-    running = [d for d in rows if d.state == "running"]
-    booted = [d for d in running if d.state_changed and d.state_changed <= now - timedelta(seconds=BOOT_SECONDS)]
-    dead = [d for d in rows if d.state in ("shutoff", "crashed")] if jobs_done else []
-    second = set(wave.restarted)  # stopped again after their second start: failed
-    for domain in dead:
-        if domain.pk in second or (domain.expires_at and domain.expires_at <= now):
-            continue
-        wave.restarted.append(domain.pk)
-        try:  # A guest that panicked in the start storm usually boots when started alone.
-            run_action(Actor(user=wave.created_by, via="task"), domain, "start")
-        except VirtError:
-            continue
-    failed = sum(1 for d in dead if d.pk in second)
-    if jobs_done:
-        failed += max(0, wave.planned - len(rows))
-    figures = (len(rows), len(running), len(booted), failed)
+    booted_names: set[str] = set()
+    failed_names: set[str] = set()
+    for job in Job.objects.filter(pk__in=wave.jobs):
+        booted, failed = boot_outcome(job)
+        booted_names |= booted
+        failed_names |= failed
+        if job.state not in Job.ACTIVE:  # what an ended job never reported (it failed as a whole) failed too
+            failed_names |= set(job.params.get("names", [])) - booted
+    running = sum(1 for d in rows if d.state == "running")
+    booted_count = sum(1 for d in rows if d.name in booted_names)
+    figures = (len(rows), running, booted_count, len(failed_names - booted_names))
     changed = figures != (wave.made, wave.running, wave.booted, wave.failed)
     wave.made, wave.running, wave.booted, wave.failed = figures
     if now >= wave.end_at:
         wave.state, wave.ended = Wave.ENDED, now
         changed = True
-    wave.save(update_fields=["made", "running", "booted", "failed", "restarted", "state", "ended"])
+    wave.save(update_fields=["made", "running", "booted", "failed", "state", "ended"])
     if changed:
         publish(wave_message(wave))
 
