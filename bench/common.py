@@ -360,3 +360,26 @@ def wait_for_web(port: int, procs: Processes) -> None:
             pass
         time.sleep(0.2)
     raise BenchError(f"the web server did not answer within 30 s:\n{procs.tail('web')}")
+
+
+# Users, pools and templates (benches on real QEMU) ------------------------------------------------
+
+def create_users(env: dict[str, str], usernames: list[str]) -> None:
+    """Ordinary (non-administrator) users, made in one `manage.py shell` run."""
+    manage(env, "shell", "-c",
+           "from django.contrib.auth import get_user_model; U = get_user_model(); "
+           f"[U.objects.create_user(n, '', 'bench-' + n + {uuid.uuid4().hex!r}) for n in {usernames!r}]")
+
+
+def private_pool(conn, folder: Path, name: str):  # type: ignore[no-untyped-def]
+    """A transient directory pool in `folder` (made, and readable by qemu): libvirt forgets it when destroyed."""
+    folder.mkdir(mode=0o755, exist_ok=True)
+    return conn.storagePoolCreateXML(f"<pool type='dir'><name>{name}</name><target><path>{folder}</path>"
+                                     "</target></pool>", 0)
+
+
+def make_template(api: Api, host: int, domain_xml: str, name: str, users: list[str] | None = None) -> int:
+    """Define a (shut-off) domain through the API and make a template of it, granted to `users`; its id."""
+    source = api.obj("POST", "/api/v1/domains/", {"host": host, "xml": domain_xml}, expect=201)["id"]
+    return api.obj("POST", "/api/v1/templates/", {"domain": source, "name": name, "users": users or []},
+                   expect=201)["id"]
