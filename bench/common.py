@@ -289,6 +289,11 @@ class Processes:
             if proc.poll() is not None:
                 raise BenchError(f"the {name} exited:\n{self.tail(name)}")
 
+    def log_tails(self) -> None:
+        """Every process's last lines to stderr: what a failed run needs to be understood."""
+        for name in self.procs:
+            log(f"{name} log:\n{self.tail(name)}")
+
     def tail(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else ""

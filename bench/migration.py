@@ -375,8 +375,7 @@ def main() -> int:
         log(f"failed: {exc}")
         if isinstance(exc, subprocess.CalledProcessError):
             log(f"{exc.stderr}")
-        for name in procs.procs:
-            log(f"{name} log:\n{procs.tail(name)}")
+        procs.log_tails()
     finally:
         if lab is not None:
             lab.close()

@@ -316,8 +316,7 @@ def main() -> int:
         result = run(args, tmp, env, procs, conn, pool, prefix)
     except BenchError as exc:
         log(f"failed: {exc}")
-        for name in procs.procs:
-            log(f"{name} log:\n{procs.tail(name)}")
+        procs.log_tails()
     finally:
         procs.stop()
         cleanup(prefix, pool_name if made_pool else None, env.get("REDIS_URL"), env["WEBVIRT_REDIS_PREFIX"])

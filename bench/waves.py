@@ -384,8 +384,7 @@ def main() -> int:
         result = run(args, env, procs, tmp, conn, pool, prefix)
     except BenchError as exc:
         log(f"failed: {exc}")
-        for name in procs.procs:
-            log(f"{name} log:\n{procs.tail(name)}")
+        procs.log_tails()
     finally:
         procs.stop()
         conn.close()
