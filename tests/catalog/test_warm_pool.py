@@ -19,6 +19,7 @@ from webvirt.accounts.policy import Actor
 from webvirt.catalog import jobs as catalog_jobs
 from webvirt.catalog import warm
 from webvirt.catalog.models import Quota, WarmMachine
+from webvirt.dbthreads import closing_connections
 from webvirt.domains.models import Domain
 from webvirt.jobs import runner
 from webvirt.jobs.models import Job
@@ -80,6 +81,7 @@ def test_two_requests_at_once_never_get_the_same_machine(admin, bob, dave, templ
     fill(admin, template, 2)
     answers: list = []
 
+    @closing_connections  # each thread's connection back to PostgreSQL's pool
     def ask(user) -> None:  # type: ignore[no-untyped-def]
         answers.append(clone(user, template, count=1, pattern=f"{template.name}-{user.username}-{{n:02}}",
                              start=True))

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from webvirt.catalog.models import Template, WarmMachine
+from webvirt.dbthreads import closing_connections
 from webvirt.domains.models import Domain
 from webvirt.domains.services import store_state
 from webvirt.hosts.connections import connect
@@ -127,7 +128,7 @@ def _run_pool(fn: Callable[[str], object], items: list[str], workers: int,
     """Run fn over items with bounded concurrency; results or exceptions per item."""
     results: dict[str, object] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(fn, item): item for item in items}
+        futures = {pool.submit(closing_connections(fn), item): item for item in items}
         for future in as_completed(futures):
             item = futures[future]
             try:
@@ -147,7 +148,8 @@ def run_clone(ctx: JobContext) -> dict:
     failed: dict[str, str] = {}
     stop = threading.Event()
     if not cloner.linked:
-        threading.Thread(target=_report_copies, args=(ctx, cloner, share, stop), daemon=True).start()
+        threading.Thread(target=closing_connections(_report_copies), args=(ctx, cloner, share, stop),
+                         daemon=True).start()
 
     def created(name: str, result: object) -> None:
         if isinstance(result, str):
@@ -241,7 +243,6 @@ def _report_copies(ctx: JobContext, cloner: Cloner, share: float, stop: threadin
             in_flight = len(cloner.copy_paths) or 1
             ctx.progress(share * min(1.0, (cloner.done + fraction * in_flight) / total),
                          f"Copying disks: {cloner.done} of {total} done, the rest {fraction:.0%}.")
-    close_old_connections()
 
 
 def _disk_keys(job: Job, made: dict[str, str], failed: dict[str, str]) -> set[str]:
@@ -332,7 +333,6 @@ def _warm_one(cloner: Cloner, name: str) -> str:
     start_booted(cloner, name, uuid)
     WarmMachine.objects.filter(pk=machine.pk).update(status=WarmMachine.WARM, ready_at=timezone.now())
     cloner.ctx.keep({uuid} | {o["key"] for o in _tracked(cloner.ctx) if f"/{name}-" in o["key"]})
-    close_old_connections()
     return uuid
 
 

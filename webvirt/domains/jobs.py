@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import libvirt
-from django.db import close_old_connections
 
 from webvirt.accounts.policy import Actor, Denied
+from webvirt.dbthreads import closing_connections
 from webvirt.domains import services
 from webvirt.domains.bulk import ACTIONS
 from webvirt.domains.models import Domain
@@ -51,14 +51,13 @@ def run_bulk(ctx: JobContext) -> dict:
     rows = {d.pk: d for d in Domain.objects.select_related("host", "template", "job").filter(pk__in=ids)}
     lines: dict[int, Line] = {}
 
+    @closing_connections
     def one(pk: int) -> Line:
         try:
             ctx.check_cancel()
             return _one(ctx, actor, rows.get(pk), pk)
         except Cancelled:
             return Line(pk, rows[pk].name if pk in rows else f"#{pk}", False, "cancelled: not done")
-        finally:
-            close_old_connections()
 
     with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
         for future in as_completed([pool.submit(one, pk) for pk in ids]):

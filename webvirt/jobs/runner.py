@@ -19,10 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 import libvirt
-from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
+from webvirt.dbthreads import closing_connections
 from webvirt.jobs import kinds
 from webvirt.jobs.models import Job
 from webvirt.virt import errors
@@ -135,7 +135,6 @@ def _claim(job_id: int, worker: str) -> Job | None:
 def _heartbeat(job_id: int, stop: threading.Event) -> None:
     while not stop.wait(HEARTBEAT_SECONDS):
         Job.objects.filter(pk=job_id, state=Job.RUNNING).update(heartbeat=timezone.now())
-    close_old_connections()
 
 
 def execute(job_id: int, worker: str = "") -> str | None:
@@ -152,7 +151,7 @@ def execute(job_id: int, worker: str = "") -> str | None:
     ctx = JobContext(job)
     publish_job(job)
     stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(job.pk, stop), daemon=True)
+    beat = threading.Thread(target=closing_connections(_heartbeat), args=(job.pk, stop), daemon=True)
     beat.start()
     try:
         state, error, result = _run(ctx)

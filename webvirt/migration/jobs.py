@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import libvirt
-from django.db import close_old_connections
 
+from webvirt.dbthreads import closing_connections
 from webvirt.domains.models import Domain
 from webvirt.domains.services import store_state, template_bases
 from webvirt.events.publish import domain_message, publish
@@ -118,7 +118,7 @@ def _watch(ctx: JobContext, dom: libvirt.virDomain, start: Callable[[], libvirt.
         except BaseException as exc:  # handed to the watching thread, which raises it
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=closing_connections(run), daemon=True)
     thread.start()
     estimate, stall = virt.Estimate(), virt.StallPolicy(req.max_downtime_ms)
     downtime_set = False
@@ -205,11 +205,9 @@ def run_evacuate(ctx: JobContext) -> dict:
     lines: dict[str, str] = {}
     moved = 0
 
+    @closing_connections
     def one(domain: Domain) -> str:
-        try:
-            return _evacuate_one(ctx, domain)
-        finally:
-            close_old_connections()
+        return _evacuate_one(ctx, domain)
 
     with ThreadPoolExecutor(max_workers=EVACUATE_CONCURRENCY) as pool:
         futures = {pool.submit(one, d): d for d in running}

@@ -13,6 +13,7 @@ from pathlib import Path
 import libvirt
 from django.urls import reverse
 
+from webvirt.dbthreads import closing_connections
 from webvirt.hosts.connections import connect
 from webvirt.hosts.models import Host
 from webvirt.jobs.runner import JobContext
@@ -27,7 +28,7 @@ def run_volume_clone(ctx: JobContext) -> dict:
     conn = connect(host)
     ctx.progress(0, f"Copying {p['name']} to {p['new_name']}…", force=True)
     done = threading.Event()
-    watcher = threading.Thread(target=_watch_copy, args=(ctx, conn, p, done), daemon=True)
+    watcher = threading.Thread(target=closing_connections(_watch_copy), args=(ctx, conn, p, done), daemon=True)
     watcher.start()
     try:
         with ctx.creating("volume", host.pk, p["path"]):
