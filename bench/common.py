@@ -314,25 +314,13 @@ class Api:
     """The REST API over one keep-alive connection, with a token."""
 
     def __init__(self, port: int, token: str) -> None:
-        self.port, self.token = port, token
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.client = Client(port, token)
 
     def call(self, method: str, path: str, payload: dict | None = None, expect: int = 200) -> dict | list:
         body = json.dumps(payload).encode() if payload is not None else None
-        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-                if attempt == 2:
-                    raise
-        if response.status != expect:
-            raise BenchError(f"{method} {path} answered {response.status}, expected {expect}: {data[:800]!r}")
+        status, _msg, data = self.client.request(method, path, body, {"Content-Type": "application/json"})
+        if status != expect:
+            raise BenchError(f"{method} {path} answered {status}, expected {expect}: {data[:800]!r}")
         return json.loads(data) if data else {}
 
     def obj(self, method: str, path: str, payload: dict | None = None, expect: int = 200) -> dict:
