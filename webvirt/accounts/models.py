@@ -72,3 +72,33 @@ class ApiToken(models.Model):
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires is not None and self.expires <= (now or timezone.now())
+
+
+class SshKey(models.Model):
+    """One of a user's SSH public keys, which cloud-init puts into the machines cloned for them.
+
+    `public_key` is the normalised one-line form ("type base64 [comment]") that authorized_keys takes;
+    webvirt.accounts.sshkeys checks a key before it is saved and computes its fingerprint.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100)
+    public_key = models.TextField()
+    fingerprint = models.CharField(max_length=60)  # "SHA256:<base64>", as `ssh-keygen -l` prints it
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "SSH key"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "fingerprint"], name="sshkey_unique_fingerprint_per_user"),
+            models.UniqueConstraint(fields=["user", "name"], name="sshkey_unique_name_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint})"
+
+    @property
+    def key_type(self) -> str:
+        """The key's algorithm as its line names it: ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256..."""
+        return self.public_key.split(" ", 1)[0]

@@ -9,6 +9,8 @@ does not leak.
   and snapshot them (and reset them to their template), but not edit their XML; they see the
   templates granted to them or to one of their groups and may clone them; they see their own
   jobs and may cancel and retry them. Hosts, the audit trail and everything else stay hidden from them.
+- Everyone's SSH keys are theirs alone (`own`): nobody, not even an administrator, sees or manages
+  another person's keys through webvirt.
 """
 
 from __future__ import annotations
@@ -85,6 +87,15 @@ def visible(user: object, queryset: QuerySet[M]) -> QuerySet[M]:
     if label == "catalog.Template":
         return queryset.filter(Q(users=user) | Q(groups__in=user.groups.all())).distinct()
     return queryset.none()
+
+
+def own(user: object, queryset: QuerySet[M]) -> QuerySet[M]:
+    """The objects of `queryset` (a model with a `user` field) that belong to `user`; administrators
+    get only their own too, since these are personal (SSH keys) and managing them is for their owner."""
+    user = active_user(user)
+    if user is None:
+        return queryset.none()
+    return queryset.filter(user=user)
 
 
 def can(user: object, action: str, obj: Model | type[Model] | None = None) -> bool:
