@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -16,11 +17,28 @@ from rest_framework.response import Response
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.api_base import JOB_ACCEPTED, job_accepted
-from webvirt.catalog import quotas, services, warm
+from webvirt.catalog import quotas, seeds, services, warm
 from webvirt.catalog.models import Template, WarmMachine
 from webvirt.domains.api import DomainSerializer
 from webvirt.domains.models import Domain
 from webvirt.virt import clone as virt_clone
+
+
+class CloudInitSerializer(serializers.Serializer):
+    """A template's cloud-init settings: every clone gets a NoCloud seed with them (catalog.seeds)."""
+
+    enabled = serializers.BooleanField(default=False)
+    user_data = serializers.CharField(required=False, allow_blank=True, default="",
+                                      help_text="cloud-config (YAML); the owner's SSH keys are added to it.")
+    network_config = serializers.CharField(required=False, allow_blank=True, default="")
+    allow_password = serializers.BooleanField(default=False, help_text="Clone requests may carry a password.")
+    login_user = serializers.CharField(required=False, allow_blank=True, default="", max_length=32,
+                                       help_text="Who gets the keys and the password; empty: the default user.")
+    guest_agent = serializers.BooleanField(default=False, help_text="Warm machines get keys through the agent.")
+    detach_seed = serializers.BooleanField(default=False, help_text="Remove the seed after the first boot.")
+
+    def to_data(self) -> seeds.CloudInitData:
+        return seeds.CloudInitData(**self.validated_data)
 
 
 class TemplateSerializer(serializers.ModelSerializer):
@@ -30,13 +48,36 @@ class TemplateSerializer(serializers.ModelSerializer):
                                                                              read_only=True)
     groups: serializers.SlugRelatedField[Group] = serializers.SlugRelatedField(many=True, slug_field="name",
                                                                                read_only=True)
+    cloud_init = serializers.SerializerMethodField()
+    sealed = serializers.SerializerMethodField(help_text="sealing, sealed, or not_sealed (seal_note says why)")
 
     class Meta:
         model = Template
         fields = ["id", "name", "description", "os", "host", "host_name", "vcpus", "memory_mib", "disk_gib",
                   "network", "clone_pool", "max_lifetime_days", "users", "groups", "created", "warm_count",
-                  "boot_marker"]
+                  "boot_marker", "cloud_init", "sealed", "seal_note"]
         read_only_fields = fields
+
+    @extend_schema_field(CloudInitSerializer)
+    def get_cloud_init(self, template: Template) -> dict[str, Any]:
+        return asdict(seeds.CloudInitData.of(template))
+
+    def get_sealed(self, template: Template) -> str:
+        if template.seal_state == "sealing" and template.sealing:
+            return "sealing"
+        return "sealed" if template.seal_state == "sealed" else "not_sealed"
+
+
+class TemplateChangeSerializer(serializers.Serializer):
+    """What an administrator may change of a template (PATCH: only what is given)."""
+
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(allow_blank=True)
+    os = serializers.CharField(allow_blank=True)
+    max_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650)
+    users = serializers.SlugRelatedField(many=True, slug_field="username", queryset=get_user_model().objects.all())
+    groups = serializers.SlugRelatedField(many=True, slug_field="name", queryset=Group.objects.all())
+    cloud_init = CloudInitSerializer()
 
 
 class MakeTemplateSerializer(serializers.Serializer):
@@ -48,6 +89,8 @@ class MakeTemplateSerializer(serializers.Serializer):
     users = serializers.SlugRelatedField(many=True, slug_field="username", required=False,
                                          queryset=get_user_model().objects.all())
     groups = serializers.SlugRelatedField(many=True, slug_field="name", required=False, queryset=Group.objects.all())
+    cloud_init = CloudInitSerializer(required=False)
+    seal = serializers.BooleanField(default=False, help_text="Seal the disks with virt-sysprep first (a job).")
 
 
 class CloneSerializer(serializers.Serializer):
@@ -62,6 +105,10 @@ class CloneSerializer(serializers.Serializer):
     first = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0,
                                      max_value=virt_clone.MAX_NUMBER,
                                      help_text="The first number for {n}; omitted: the first after names taken.")
+    password = serializers.CharField(required=False, allow_blank=True, default="", write_only=True,
+                                     trim_whitespace=False, style={"input_type": "password"},
+                                     help_text="The login user's password in the clones, where the template allows "
+                                               "one; kept only as a hash.")
 
 
 class WarmSizeSerializer(serializers.Serializer):
@@ -93,6 +140,7 @@ def _pool(template: Template) -> dict[str, Any]:
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                       viewsets.GenericViewSet[Template]):
     serializer_class = TemplateSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Template]:
         return policy.visible(self.request.user, Template.objects.select_related("host")
@@ -107,10 +155,29 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         domain = policy.visible(request.user, Domain.objects.select_related("host")).filter(pk=v["domain"]).first()
         if domain is None:
             return Response({"error": "There is no such domain.", "code": "not_found"}, status=404)
+        cloud_init = seeds.CloudInitData(**v["cloud_init"]) if "cloud_init" in v else None
         template = services.make_template(Actor.from_request(request, "api"), domain, services.TemplateData(
             name=v["name"], description=v["description"], os=v["os"], max_lifetime_days=v["max_lifetime_days"],
-            users=v.get("users"), groups=v.get("groups")))
+            users=v.get("users"), groups=v.get("groups"), cloud_init=cloud_init, seal=v["seal"]))
         return Response(TemplateSerializer(template).data, status=201)
+
+    @extend_schema(request=TemplateChangeSerializer, responses=TemplateSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Change a template (administrators): any of its names, grants and cloud-init settings."""
+        policy.require_admin(request.user)
+        template = self.get_object()
+        data = TemplateChangeSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        current = services.TemplateData(name=template.name, description=template.description, os=template.os,
+                                        max_lifetime_days=template.max_lifetime_days)
+        for key in ("name", "description", "os", "max_lifetime_days", "users", "groups"):
+            if key in v:
+                setattr(current, key, v[key])
+        if "cloud_init" in v:  # what is left out of it stays as it is
+            current.cloud_init = replace(seeds.CloudInitData.of(template), **v["cloud_init"])
+        services.update_template(Actor.from_request(request, "api"), template, current)
+        return Response(TemplateSerializer(Template.objects.get(pk=template.pk)).data)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         services.delete_template(Actor.from_request(request, "api"), self.get_object())

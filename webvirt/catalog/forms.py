@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from webvirt.catalog import services
+from webvirt.catalog import seeds, services
 from webvirt.catalog.models import Quota, Template
 from webvirt.hosts.models import Host
 from webvirt.ui import field_of
@@ -19,6 +19,14 @@ from webvirt.virt import clone as virt_clone
 from webvirt.virt.errors import VirtError
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def _label(field: str) -> str:
+    return str(Template._meta.get_field(field).verbose_name).capitalize()
+
+
+def _help(field: str) -> str:
+    return str(Template._meta.get_field(field).help_text)
 
 
 class LocalDateTimeInput(forms.DateTimeInput):
@@ -47,13 +55,32 @@ class TemplateForm(forms.Form):
                                            widget=forms.CheckboxSelectMultiple, label="Users who may clone it")
     groups = forms.ModelMultipleChoiceField(queryset=Group.objects.none(), required=False,
                                             widget=forms.CheckboxSelectMultiple, label="Groups who may clone it")
+    # cloud-init (labels and help from the model, so that page and API say the same)
+    cloud_init = forms.BooleanField(required=False, label=_label("cloud_init"), help_text=_help("cloud_init"))
+    user_data = forms.CharField(required=False, label=_label("user_data"), help_text=_help("user_data"),
+                                widget=forms.Textarea(attrs={"rows": 8, "class": "code", "spellcheck": "false",
+                                                             "placeholder": "#cloud-config\npackage_update: true"}))
+    network_config = forms.CharField(required=False, label=_label("network_config"),
+                                     help_text=_help("network_config"),
+                                     widget=forms.Textarea(attrs={"rows": 4, "class": "code", "spellcheck": "false"}))
+    login_user = forms.CharField(required=False, max_length=32, label=_label("login_user"),
+                                 help_text=_help("login_user"), widget=forms.TextInput(attrs={"spellcheck": "false"}))
+    allow_password = forms.BooleanField(required=False, label=_label("allow_password"),
+                                        help_text=_help("allow_password"))
+    guest_agent = forms.BooleanField(required=False, label=_label("guest_agent"), help_text=_help("guest_agent"))
+    detach_seed = forms.BooleanField(required=False, label=_label("detach_seed"), help_text=_help("detach_seed"))
+
+    CLOUD_INIT = ("cloud_init", "user_data", "network_config", "login_user", "allow_password", "guest_agent",
+                  "detach_seed")
 
     def __init__(self, *args: Any, template: Template | None = None, **kwargs: Any) -> None:
         if template is not None and "initial" not in kwargs:
             kwargs["initial"] = {"name": template.name, "description": template.description, "os": template.os,
                                  "max_lifetime_days": template.max_lifetime_days, "users": template.users.all(),
-                                 "groups": template.groups.all()}
+                                 "groups": template.groups.all(),
+                                 **{key: getattr(template, key) for key in self.CLOUD_INIT}}
         super().__init__(*args, **kwargs)
+        self.fields["cloud_init"].section = "cloud-init"  # type: ignore[attr-defined]  # a heading (_form.html)
         # Administrators may clone everything already; granting them a template would mean nothing.
         field_of(self, "users", forms.ModelMultipleChoiceField).queryset = get_user_model().objects.filter(
             is_active=True, is_staff=False, is_superuser=False).order_by("username")
@@ -63,7 +90,27 @@ class TemplateForm(forms.Form):
         d = self.cleaned_data
         return services.TemplateData(name=d["name"], description=d["description"], os=d["os"],
                                      max_lifetime_days=d["max_lifetime_days"], users=list(d["users"]),
-                                     groups=list(d["groups"]))
+                                     groups=list(d["groups"]), cloud_init=seeds.CloudInitData(
+                                         enabled=d["cloud_init"], user_data=d["user_data"],
+                                         network_config=d["network_config"], allow_password=d["allow_password"],
+                                         login_user=d["login_user"], guest_agent=d["guest_agent"],
+                                         detach_seed=d["detach_seed"]))
+
+
+class MakeTemplateForm(TemplateForm):
+    """Making a template from a domain: the fields above, and sealing its disks first."""
+
+    seal = forms.BooleanField(
+        required=False, label="Seal the disk with virt-sysprep",
+        help_text="Empties the machine-id and removes SSH host keys, logs and cloud-init state, so that no two "
+                  "clones look like the same machine. Runs as a job (a minute or more); needs libguestfs on the "
+                  "worker and a host on the worker's machine. If it cannot run, the template is left unsealed and "
+                  "its page says why.")
+
+    def to_data(self) -> services.TemplateData:
+        data = super().to_data()
+        data.seal = self.cleaned_data["seal"]
+        return data
 
 
 class TemplateEditForm(TemplateForm):
@@ -124,6 +171,8 @@ class CloneForm(forms.Form):
     start = forms.BooleanField(required=False, initial=True, label="Start them when they are made")
     expires_at = forms.DateTimeField(label="Expires at", required=False, input_formats=[LOCAL_FORMAT],
                                      widget=LocalDateTimeInput())
+    password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(
+        attrs={"autocomplete": "new-password"}))
 
     def __init__(self, *args: Any, template: Template, admin: bool = False, **kwargs: Any) -> None:
         now = timezone.now()
@@ -138,6 +187,12 @@ class CloneForm(forms.Form):
         expires.error_messages["required"] = f"Say when the clones expire: at most {template.max_lifetime_days} days."
         expires.help_text = (f"At most {template.max_lifetime_days} days from now ({local(latest).replace('T', ' ')})"
                              + (". Empty: never." if admin else "; they are then removed with their disks."))
+        if template.cloud_init and template.allow_password:
+            self.fields["password"].help_text = (f"Optional: the password of {template.login_user} in your clones, "
+                                                 "at least 8 characters. It is kept only as a hash; webvirt never "
+                                                 "shows it again.")
+        else:
+            del self.fields["password"]
 
     def clean_count(self) -> int:
         count = self.cleaned_data["count"]
@@ -158,7 +213,7 @@ class CloneForm(forms.Form):
     def to_request(self) -> services.CloneRequest:
         d = self.cleaned_data
         return services.CloneRequest(count=d["count"], name_pattern=d["name_pattern"], mode=d["mode"],
-                                     start=d["start"], expires_at=d["expires_at"])
+                                     start=d["start"], expires_at=d["expires_at"], password=d.get("password", ""))
 
 
 class QuotaForm(forms.Form):

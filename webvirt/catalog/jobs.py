@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from django.urls import reverse
 from django.utils import timezone
 
+from webvirt.catalog import seeds
 from webvirt.catalog.models import Template, WarmMachine
 from webvirt.dbthreads import closing_connections
 from webvirt.domains.models import Domain
@@ -31,6 +32,7 @@ from webvirt.virt import clone as virt_clone
 from webvirt.virt import console as virt_console
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors, hostinfo
+from webvirt.virt import seed as virt_seed
 from webvirt.virt.clone import BaseDisk
 from webvirt.virt.errors import VirtError
 
@@ -55,6 +57,7 @@ class Cloner:
         self.owner_id = p["owner"]
         self.owners: dict[str, int] = p.get("owners") or {}  # name -> owner, when they differ (a wave)
         self.boot_check = bool(p.get("boot_check"))  # start each clone with start_booted (a wave's)
+        self.password_hash: str = p.get("password_hash") or ""
         self.done = 0
         self.lock = threading.Lock()
         self.copy_paths: dict[str, int] = {}  # full copies in flight: path -> capacity
@@ -71,6 +74,14 @@ class Cloner:
             with self.ctx.creating("volume", self.host.pk, path), self.copying(path, disk):
                 paths[disk.target] = virt_clone.make_disk(self.conn(), pool, vol_name, disk, self.linked)
         return paths
+
+    def make_seed(self, name: str, uuid: str) -> str:
+        """Upload one clone's cloud-init seed beside its disks (removed with them); its path."""
+        pool, folder = virt_clone.clone_pool(self.conn(), self.template.pool, self.linked)
+        vol_name = virt_seed.seed_volume_name(name)
+        data = seeds.seed_of(self.template, name, uuid, self.owners.get(name, self.owner_id), self.password_hash)
+        with self.ctx.creating("volume", self.host.pk, f"{folder.rstrip('/')}/{vol_name}"):
+            return virt_seed.upload_seed(self.conn(), pool.name(), vol_name, data)
 
     @contextmanager
     def copying(self, path: str, disk: BaseDisk) -> Iterator[None]:
@@ -94,6 +105,8 @@ class Cloner:
         self.ctx.check_cancel()
         xml = virt_clone.clone_domain_xml(self.template.xml, name, uuid, paths,
                                           description=f"Clone of {self.template.name}")
+        if self.template.cloud_init:
+            xml = virt_seed.attach(xml, self.make_seed(name, uuid))
         with self.ctx.creating("domain", self.host.pk, uuid):
             snap = virt_domains.define(self.conn(), xml)
         store_state(self.host, snap)
@@ -112,7 +125,14 @@ class Cloner:
     def resume(self, uuid: str) -> str:
         snap = virt_domains.resume_if_paused(self.conn(), uuid)
         store_state(self.host, snap)
+        self.started(uuid)
         return snap.state
+
+    def started(self, uuid: str) -> None:
+        """A clone is running for the first time: its seed leaves the definition if the template says so
+        (the running guest keeps reading it until it powers off; a clone made without starting keeps it)."""
+        if self.template.cloud_init and self.template.detach_seed:
+            virt_seed.detach(self.conn(), uuid)
 
     def copy_progress(self) -> float:
         """Bytes written so far by full copies in flight, as a fraction of their size."""
@@ -354,6 +374,7 @@ def start_booted(cloner: Cloner, name: str, uuid: str) -> None:
         booted, shown = _boot(cloner, uuid)
         if booted:
             store_state(cloner.host, virt_domains.read_state(virt_domains.lookup(cloner.conn(), uuid)))
+            cloner.started(uuid)
             return
         cloner.ctx.log(f"{name} did not boot (attempt {attempt}); its console showed: {shown[-300:]!r}")
         _force_off(cloner, uuid)
@@ -384,3 +405,24 @@ def _force_off(cloner: Cloner, uuid: str) -> None:
     dom = virt_domains.lookup(cloner.conn(), uuid)
     if dom.isActive():
         dom.destroy()
+
+
+# Sealing ---------------------------------------------------------------------------------------------
+
+def run_seal(ctx: JobContext) -> dict:
+    """Seal a new template's disks with virt-sysprep, or say why not: the template is usable either way."""
+    from webvirt.virt import seal as virt_seal  # TODO(lead): module level once it exists
+
+    template = Template.objects.select_related("host").get(pk=ctx.params["template"])
+    ctx.progress(5, "Sealing the disks with virt-sysprep (a minute or more)…", force=True)
+    try:
+        result = virt_seal.seal(template.host.uri, [d["path"] for d in template.disks])
+    except BaseException:
+        Template.objects.filter(pk=template.pk).update(seal_state="failed", seal_note="The sealing job stopped.")
+        raise
+    note = (f"Sealed in {result.seconds:.0f} s: {', '.join(result.operations)}." if result.sealed
+            else f"Not sealed: {result.reason}")
+    Template.objects.filter(pk=template.pk).update(seal_state="sealed" if result.sealed else "failed",
+                                                   seal_note=note[:500])
+    ctx.log(note)
+    return {"sealed": result.sealed, "message": note}

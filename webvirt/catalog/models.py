@@ -42,11 +42,44 @@ class Template(models.Model):
         help_text="What the guest prints on its serial console once it is up; a warm machine is ready when "
                   "it appears. Empty: ready once it has run for 10 s without stopping.")
 
+    # cloud-init: a NoCloud seed for every clone (its own instance-id and hostname, its owner's keys).
+    cloud_init = models.BooleanField(
+        "cloud-init seed", default=False,
+        help_text="Give every clone a cloud-init seed (a small CD-ROM): its own instance-id and hostname, the "
+                  "user-data below and its owner's SSH keys.")
+    user_data = models.TextField("user-data", blank=True, help_text="cloud-config (YAML) given to every clone.")
+    network_config = models.TextField("network-config", blank=True,
+                                      help_text="Optional: cloud-init network configuration (YAML).")
+    allow_password = models.BooleanField(
+        "owners may set a password", default=False,
+        help_text="A clone request may carry a password for the login user; it is stored only as a hash.")
+    login_user = models.CharField(
+        "login user", max_length=32, blank=True,
+        help_text="The guest user who gets the owner's SSH keys (and password). Empty: the image's default user.")
+    guest_agent = models.BooleanField(
+        "has the QEMU guest agent", default=False,
+        help_text="The guest runs qemu-guest-agent: a warm machine gets its owner's keys through it when handed out.")
+    detach_seed = models.BooleanField(
+        "remove the seed after the first boot", default=False,
+        help_text="The seed is taken out of the definition once the clone has started; the running guest keeps "
+                  "reading it until it powers off.")
+    SEAL_STATES = [("", "not sealed"), ("sealing", "sealing"), ("sealed", "sealed"), ("failed", "not sealed")]
+    seal_state = models.CharField(max_length=10, choices=SEAL_STATES, default="", blank=True)
+    seal_note = models.CharField(max_length=500, blank=True)  # why sealing did not happen, or what it did
+
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def sealing(self) -> bool:
+        """A seal job is changing the base disks: nothing may be cloned from them until it ends."""
+        from webvirt.jobs.models import Job
+
+        return Job.objects.filter(kind="seal", target_type="template", target_id=str(self.pk),
+                                  state__in=Job.ACTIVE).exists()
 
     def get_absolute_url(self) -> str:
         return reverse("catalog:detail", args=[self.pk])

@@ -12,7 +12,7 @@ from django.utils import timezone
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
-from webvirt.catalog import quotas, warm
+from webvirt.catalog import quotas, seeds, warm
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
@@ -38,6 +38,8 @@ class TemplateData:
     groups: list | None = None
     warm_count: int | None = None  # None: unchanged
     boot_marker: str | None = None
+    cloud_init: seeds.CloudInitData | None = None  # None: unchanged
+    seal: bool = False  # making a template: seal its disks with virt-sysprep first (sealing.py)
 
 
 def _check_name(name: str, template: Template | None = None) -> None:
@@ -50,7 +52,18 @@ def _check_name(name: str, template: Template | None = None) -> None:
         raise VirtError(f"A template named '{name}' already exists. Choose another name.", errors.CONFLICT)
 
 
-def _save_grants(template: Template, data: TemplateData) -> None:
+def _check_settings(template: Template | None, data: TemplateData) -> None:
+    """Everything about the settings that can be refused, before anything is made or saved."""
+    if data.cloud_init is not None:
+        warm_count = data.warm_count if data.warm_count is not None else (template.warm_count if template else 0)
+        seeds.check(data.cloud_init, warm_count)
+
+
+def _save_settings(template: Template, data: TemplateData) -> None:
+    """Grants and cloud-init settings of a template just made or edited (checked already)."""
+    if data.cloud_init is not None:
+        seeds.apply(template, data.cloud_init)
+        template.save()
     if data.users is not None:
         template.users.set(data.users)
     if data.groups is not None:
@@ -62,6 +75,7 @@ def make_template(actor: Actor, domain: Domain, data: TemplateData) -> Template:
     with audited(actor, "template.create", domain) as target:
         policy.require(actor.user, policy.CHANGE, domain)
         _check_name(data.name)
+        _check_settings(None, data)
         if domain.is_template:
             raise VirtError(f"{domain.name} is already a template.", errors.CONFLICT)
         xml, disks = call(domain.host, lambda conn: virt_clone.make_template(conn, domain.uuid), timeout=30)
@@ -71,11 +85,22 @@ def make_template(actor: Actor, domain: Domain, data: TemplateData) -> Template:
                 source_uuid=domain.uuid, xml=xml, disks=[d.as_dict() for d in disks], vcpus=domain.vcpus,
                 memory_mib=domain.memory_mib, network=_network_of(xml), max_lifetime_days=data.max_lifetime_days,
                 created_by=actor.user)
-            _save_grants(template, data)
+            _save_settings(template, data)
             # Nobody owns a template's domain: an owner could otherwise delete the clones' base disks.
             Domain.objects.filter(pk=domain.pk).update(is_template=True, autostart=False, owner=None)
+            if data.seal:
+                _start_seal(actor, template)
         target.set(template)
         return template
+
+
+def _start_seal(actor: Actor, template: Template) -> Job:
+    """Seal the new template's disks in a job (virt-sysprep takes a minute or more); nothing is cloned
+    from it until the job has ended, sealed or not."""
+    template.seal_state, template.seal_note = "sealing", ""
+    template.save(update_fields=["seal_state", "seal_note"])
+    return create_job(actor, "seal", f"Seal template {template.name}", params={"template": template.pk},
+                      host=template.host, target=("template", str(template.pk), template.name))
 
 
 def register_template(actor: Actor, host: Host, volume_path: str, data: TemplateData, *, vcpus: int,
@@ -86,6 +111,7 @@ def register_template(actor: Actor, host: Host, volume_path: str, data: Template
         policy.require(actor.user, policy.VIEW, host)
         policy.require(actor.user, policy.ADD, Template)
         _check_name(data.name)
+        _check_settings(None, data)
         kind = domain_type or ("kvm" if host.facts.get("kvm") else "qemu")
         spec = DomainSpec(name=data.name, vcpus=vcpus, memory_mib=memory_mib, domain_type=kind, network=network,
                           disks=[DiskSpec(path=volume_path, readonly=True)])
@@ -97,7 +123,7 @@ def register_template(actor: Actor, host: Host, volume_path: str, data: Template
                 name=data.name.strip(), description=data.description, os=data.os, host=host, xml=domain_xml(spec),
                 disks=[d.as_dict() for d in disks], vcpus=vcpus, memory_mib=memory_mib, network=network,
                 max_lifetime_days=data.max_lifetime_days, created_by=actor.user)
-            _save_grants(template, data)
+            _save_settings(template, data)
         target.set(template)
         return template
 
@@ -106,6 +132,7 @@ def update_template(actor: Actor, template: Template, data: TemplateData) -> Tem
     with audited(actor, "template.update", template):
         policy.require(actor.user, policy.CHANGE, template)
         _check_name(data.name, template)
+        _check_settings(template, data)
         template.name, template.description, template.os = data.name.strip(), data.description, data.os
         template.max_lifetime_days = data.max_lifetime_days
         if data.warm_count is not None:
@@ -114,7 +141,7 @@ def update_template(actor: Actor, template: Template, data: TemplateData) -> Tem
         if data.boot_marker is not None:
             template.boot_marker = data.boot_marker.strip()
         template.save()
-        _save_grants(template, data)
+        _save_settings(template, data)
     transaction.on_commit(lambda: warm.start_refill(template))  # fill, or shrink, the warm pool
     return template
 
@@ -154,6 +181,8 @@ class CloneRequest:
     owners: list[User] | None = None  # one per clone, in name order (a wave's members); None: the requester
     # Start each clone and check it booted (catalog.jobs.start_booted), failing ones retried once: a wave's.
     boot_check: bool = False
+    password: str = ""  # for the template's login user, where it allows one; only its hash is kept
+    password_hash: str = ""  # a retried job's: hashed when it was first asked for
 
 
 def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
@@ -161,6 +190,7 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
     with audited(actor, "template.clone", template) as target:
         policy.require(actor.user, policy.USE, template)
         names, first = _validate(actor, template, req)
+        password_hash = req.password_hash or seeds.check_password(template, req.password)
         # Linked clones count at their virtual size too: each overlay can grow to the whole disk.
         need = clone_usage(template, req.count)
         owners = req.owners or [actor.user] * req.count
@@ -170,7 +200,8 @@ def clone_template(actor: Actor, template: Template, req: CloneRequest) -> Job:
                   "boot_check": req.start and req.boot_check,
                   "expires_at": req.expires_at.isoformat() if req.expires_at else None, "owner": actor.user.pk,
                   "name_pattern": req.name_pattern, "count": req.count, "first": first,
-                  "owners": {name: owner.pk for name, owner in zip(names, owners, strict=True)}}
+                  "owners": {name: owner.pk for name, owner in zip(names, owners, strict=True)},
+                  "password_hash": password_hash}
         with transaction.atomic():
             for owner in {o.pk: o for o in owners}.values():
                 quotas.check_and_lock(owner, clone_usage(template, owners.count(owner)))
@@ -206,7 +237,8 @@ class CloneAnswer:
 def request_clones(actor: Actor, template: Template, req: CloneRequest) -> CloneAnswer:
     """One running linked clone comes from the template's warm pool when one is ready; otherwise, and
     for several or other kinds, a clone job makes them (and the answer says why when the pool was empty)."""
-    if req.count == 1 and req.mode == "linked" and req.start and not req.owners and template.warm_count > 0:
+    if (req.count == 1 and req.mode == "linked" and req.start and not req.owners and template.warm_count > 0
+            and not req.password):  # a warm machine's seed is made already: no password can go into it
         domain = _hand_out_warm(actor, template, req)
         if domain is not None:
             title = domain.warm.title
@@ -272,6 +304,9 @@ def _check_expiry(actor: Actor, template: Template, expires_at: datetime | None)
 
 
 def _check_host(template: Template) -> None:
+    if template.sealing:
+        raise VirtError(f"{template.name} is being sealed (its disks are changed): clone it when that job has "
+                        "ended.", errors.STATE)
     template.host.refuse_placing()
     if template.host.status == Host.OFFLINE:
         raise VirtError(f"The template's host {template.host.name} is offline: {template.host.status_reason}",
@@ -291,7 +326,8 @@ def retry_clone(actor: Actor, params: dict) -> Job:
     expires = params.get("expires_at")
     return clone_template(actor, template, CloneRequest(
         count=params["count"], name_pattern=params["name_pattern"], mode=params["mode"], start=params["start"],
-        expires_at=datetime.fromisoformat(expires) if expires else None, first=params.get("first", 1)))
+        expires_at=datetime.fromisoformat(expires) if expires else None, first=params.get("first", 1),
+        password_hash=params.get("password_hash", "")))
 
 
 # Expiry ------------------------------------------------------------------------------------------

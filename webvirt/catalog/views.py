@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
 from webvirt.catalog import quotas, services, warm
-from webvirt.catalog.forms import CloneForm, QuotaForm, RegisterForm, TemplateEditForm, TemplateForm
+from webvirt.catalog.forms import CloneForm, MakeTemplateForm, QuotaForm, RegisterForm, TemplateEditForm
 from webvirt.catalog.models import Quota, Template
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
@@ -59,11 +59,14 @@ def template_make(request: HttpRequest, domain_pk: int) -> HttpResponse:
     """Make a template from a shut-off domain."""
     policy.require_admin(request.user)  # hidden from others: the error boundary answers 404
     domain = visible_or_404(request, Domain.objects.select_related("host"), domain_pk)
-    form = TemplateForm(request.POST or None, initial={"name": f"{domain.name}-template", "max_lifetime_days": 30})
+    form = MakeTemplateForm(request.POST or None,
+                            initial={"name": f"{domain.name}-template", "max_lifetime_days": 30})
     if request.method == "POST" and form.is_valid():
         with shown_here(request, form):
             template = services.make_template(Actor.from_request(request), domain, form.to_data())
-            messages.success(request, f"{domain.name} is now the template {template.name}.")
+            messages.success(request, f"{domain.name} is now the template {template.name}."
+                             + (" Its disks are being sealed: clone it when that job has ended." if
+                                template.seal_state == "sealing" else ""))
             return redirect(template)
     return render(request, "catalog/form.html", {"form": form, "domain": domain,
                                                  "title": f"Make a template from {domain.name}"})

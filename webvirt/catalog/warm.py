@@ -24,7 +24,7 @@ from django.utils.text import slugify
 from webvirt.accounts import policy
 from webvirt.accounts.audit import audited
 from webvirt.accounts.policy import Actor
-from webvirt.catalog import quotas
+from webvirt.catalog import quotas, seeds
 from webvirt.catalog.models import Template, WarmMachine
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import call
@@ -77,6 +77,7 @@ def set_size(actor: Actor, template: Template, count: int, boot_marker: str | No
         policy.require_admin(actor.user)
         policy.require(actor.user, policy.CHANGE, template)
         check_size(template, count)
+        seeds.check(seeds.CloudInitData.of(template), count)
         template.warm_count = count
         fields = ["warm_count"]
         if boot_marker is not None:
@@ -105,12 +106,34 @@ def hand_out(actor: Actor, template: Template, title: str, expires_at: datetime 
             return None
         Domain.objects.filter(pk=machine.domain_id).update(owner=user, expires_at=expires_at, job=None)
     domain = Domain.objects.select_related("host").get(pk=machine.domain_id)
+    if template.cloud_init and not _give_keys(template, machine, domain):
+        return None
     try:
         call(domain.host, lambda conn: virt_domains.set_title(conn, domain.uuid, title))
     except VirtError:
         pass  # The title lives in webvirt too (the warm row); the machine is the user's either way.
     transaction.on_commit(lambda: start_refill(template))
     return domain
+
+
+def _give_keys(template: Template, machine: WarmMachine, domain: Domain) -> bool:
+    """The owner's SSH keys into a handed-out machine through its guest agent (its seed was made before it
+    had an owner). A machine whose agent does not take them is nobody's again and is removed: the request
+    is then cloned instead, with the keys in the new clone's seed."""
+    from webvirt.domains.services import remove
+
+    try:
+        call(domain.host, lambda conn: seeds.give_keys(conn, template, domain.uuid, machine.handed_to_id))
+        return True
+    except VirtError as exc:
+        Domain.objects.filter(pk=domain.pk).update(owner=None, expires_at=None)
+        WarmMachine.objects.filter(pk=machine.pk).delete()
+        try:
+            remove(Actor(user=None, via="task"), domain,
+                   reason=f"its guest agent did not take its owner's SSH keys: {exc.message}")
+        except VirtError:
+            pass  # the host does not answer: the machine stays, unowned, for an administrator
+        return False
 
 
 def _claim(template: Template, user: User, title: str) -> WarmMachine | None:
@@ -155,7 +178,7 @@ def start_refill(template: Template, after: Job | None = None) -> Job | None:
         missing = template.warm_count - holding(template)
         room = (budget_mib() - budget_used_mib()) // max(1, template.memory_mib)
         count = min(missing, room)
-        if count <= 0 or template.host.status == template.host.OFFLINE:
+        if count <= 0 or template.host.status == template.host.OFFLINE or template.sealing:
             return None
         with audited(SYSTEM, "template.warm_refill", template) as target:
             names = _names(template, count)

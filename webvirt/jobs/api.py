@@ -28,6 +28,7 @@ class JobFilter(django_filters.FilterSet):
 class JobSerializer(serializers.ModelSerializer):
     user = serializers.CharField(source="user.get_username", read_only=True, default=None)
     duration = serializers.FloatField(read_only=True)
+    params = serializers.JSONField(source="shown_params", read_only=True)
 
     class Meta:
         model = Job

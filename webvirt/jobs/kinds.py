@@ -17,6 +17,8 @@ from django.utils.module_loading import import_string
 # kind -> (runner, retrier or None: the job cannot be run again)
 KINDS: dict[str, tuple[str, str | None]] = {
     "clone": ("webvirt.catalog.jobs.run_clone", "webvirt.catalog.services.retry_clone"),
+    # virt-sysprep on a new template's disks; it ends sealed or not, and the template is usable either way.
+    "seal": ("webvirt.catalog.jobs.run_seal", None),
     # A warm pool's refill: the beat or the next hand-out starts a new one for what is still missing.
     "warm_refill": ("webvirt.catalog.jobs.run_warm_refill", None),
     "install": ("webvirt.install.jobs.run_install", "webvirt.install.services.retry_install"),

@@ -18,6 +18,7 @@ class Job(models.Model):
     STATES = [(QUEUED, "queued"), (RUNNING, "running"), (SUCCEEDED, "succeeded"), (FAILED, "failed"),
               (CANCELLED, "cancelled")]
     ACTIVE = (QUEUED, RUNNING)
+    SECRET_PARAMS = frozenset({"password_hash"})
 
     kind = models.CharField(max_length=32, db_index=True)
     title = models.CharField(max_length=200)
@@ -27,6 +28,7 @@ class Job(models.Model):
     target_type = models.CharField(max_length=32, blank=True)
     target_id = models.CharField(max_length=64, blank=True)
     target_repr = models.CharField(max_length=200, blank=True)
+    # What the job was asked to do. Keys in SECRET_PARAMS (a password's hash) are the runner's only: never shown.
     params = models.JSONField(default=dict, blank=True)
     state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
     progress = models.FloatField(default=0)
@@ -55,6 +57,11 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("jobs:detail", args=[self.pk])
+
+    @property
+    def shown_params(self) -> dict:
+        """The params without their secrets, for the API and pages."""
+        return {k: v for k, v in self.params.items() if k not in self.SECRET_PARAMS}
 
     @property
     def is_active(self) -> bool:
