@@ -20,6 +20,7 @@ from webvirt.virt import errors
 from webvirt.virt.domains import STATE_LABELS, lookup, state_name
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
+from webvirt.virt.seed import drop as drop_seed
 from webvirt.virt.storagexml import Volume, new_volume
 from webvirt.virt.xmlobj import detach
 
@@ -76,7 +77,9 @@ def base_disks(conn: libvirt.virConnect, xml: str) -> list[BaseDisk]:
 def make_template(conn: libvirt.virConnect, uuid: str) -> tuple[str, list[BaseDisk]]:
     """Turn a shut-off domain into a template: its disks become read-only, it stops autostarting.
 
-    Returns the definition clones are made from and its base disks.
+    Returns the definition clones are made from and its base disks. That definition has no cloud-init
+    seed: each clone gets its own, and one carried over would give every clone the template's identity
+    (the template's own definition keeps it, so that removing the template deletes it).
     """
     dom = lookup(conn, uuid)
     state = state_name(dom.state()[0])
@@ -102,7 +105,7 @@ def make_template(conn: libvirt.virConnect, uuid: str) -> tuple[str, list[BaseDi
         etree.SubElement(meta, f"{{{TEMPLATE_NS}}}template", nsmap={"webvirt": TEMPLATE_NS})
     conn.defineXMLFlags(etree.tostring(root, encoding="unicode"), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
     dom.setAutostart(0)
-    return xml, disks
+    return drop_seed(xml), disks
 
 
 # The whole grammar of a name pattern: name characters around one {n}, {n:0N} or {n:0Nd} (N <= 6).

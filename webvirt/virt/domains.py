@@ -12,6 +12,7 @@ import libvirt
 from webvirt.virt import chains, errors
 from webvirt.virt.domainxml import Domain as DomainXML
 from webvirt.virt.errors import VirtError
+from webvirt.virt.seed import seed_paths
 
 STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "nostate",
@@ -301,7 +302,10 @@ def remove(conn: libvirt.virConnect, uuid: str, delete_volumes: bool = True,
 def _domain_volumes(conn: libvirt.virConnect, dom: libvirt.virDomain,
                     keep: frozenset[str]) -> list[libvirt.virStorageVol]:
     found = {vol.path(): vol for vol in _disk_volumes(conn, dom)}
-    for path in chains.owned(conn, dom) - found.keys():  # what external snapshots made and stood on
+    # What external snapshots made and stood on, and the domain's cloud-init seed: a CD-ROM image, but
+    # its own (its metadata names it), also when the CD-ROM has been ejected since.
+    owned = chains.owned(conn, dom) | set(seed_paths(dom.XMLDesc(0)))
+    for path in owned - found.keys():
         vol = chains.volume_at(conn, path)
         if vol is not None:
             found[path] = vol
