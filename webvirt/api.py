@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import exception_handler as drf_handler
 
-from webvirt.accounts.api import ApiTokenViewSet, AuditViewSet
+from webvirt.accounts.api import ApiTokenViewSet, AuditViewSet, SshKeyViewSet
 from webvirt.accounts.policy import Denied
 from webvirt.catalog.api import TemplateViewSet
 from webvirt.consoles.api import ConsoleTicketView
@@ -75,6 +75,7 @@ router.register("hosts", HostViewSet, basename="host")
 router.register("domains", DomainViewSet, basename="domain")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("me/ssh-keys", SshKeyViewSet, basename="ssh-key")
 router.register("jobs", JobViewSet, basename="job")
 router.register("templates", TemplateViewSet, basename="template")
 

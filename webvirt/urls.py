@@ -7,9 +7,10 @@ from webvirt.metrics.prometheus import metrics_view
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
-    # Our login page (429 after too many failures) and token page before Django's other auth routes.
+    # Our login page (429 after too many failures), token and profile pages before Django's other auth routes.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/tokens/", include("webvirt.accounts.token_urls")),
+    path("accounts/profile/", include("webvirt.accounts.profile_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("favicon.ico", RedirectView.as_view(url="/static/img/favicon.svg", permanent=True)),

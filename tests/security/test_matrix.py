@@ -38,6 +38,23 @@ asking.PK_KINDS.append(("snapshots:", "domain"))
 asking.FIXED.setdefault("name", "mx-snapshot")
 # A wave route's `pk` is the world's scheduled wave, made for each test by _a_wave.
 asking.PK_KINDS[:0] = [("api:wave-", "wave"), ("waves:", "wave")]
+# An SSH key route's `pk` is one of the owner's keys, made for each test by _an_ssh_key.
+asking.PK_KINDS[:0] = [("api:ssh-key-", "ssh_key"), ("me:", "ssh_key")]
+
+
+@pytest.fixture(autouse=True)
+def _an_ssh_key(request: pytest.FixtureRequest) -> None:
+    """An SSH key of the world's owner (the World has none of its own)."""
+    route = getattr(request.node, "callspec", None) and request.node.callspec.params.get("route")
+    if route is None or not route.key.startswith(("api:ssh-key-", "me:")):
+        return
+    from tests.unit.test_ssh_keys import public_key_line
+    from webvirt.accounts import sshkeys
+    from webvirt.accounts.policy import Actor
+
+    world = request.getfixturevalue("world")
+    owner = world.users["owner"]
+    world.ssh_key = sshkeys.add_key(Actor(user=owner), owner, public_key_line(comment="mx"))  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +131,11 @@ MATRIX: dict[str, dict[str, str]] = {
     "api:token-detail": {"GET": "401 404 404 200 404", "DELETE": "401 404 404 204 404"},
     "tokens:list": {"GET": EVERYONE_PAGE, "POST": EVERYONE_PAGE},
     "tokens:revoke": {"GET": NOT_POST, "POST": "login 404 404 302 404"},
+    # SSH keys (the profile page): everyone manages their own; another's key is not found, an administrator's too.
+    "api:ssh-key-list": {"GET": EVERYONE_API, "POST": "401 400 400 400 400"},  # an empty body: no key
+    "api:ssh-key-detail": {"GET": "401 404 404 200 404", "DELETE": "401 404 404 204 404"},
+    "me:profile": {"GET": EVERYONE_PAGE, "POST": "login 400 400 400 400"},  # an empty form: shown again, 400
+    "me:ssh_key_delete": {"GET": NOT_POST, "POST": "login 404 404 302 404"},
     # Hosts.
     "api:host-list": {"GET": EVERYONE_API, "POST": "401 403 403 403 400"},  # adding is no object: 403
     # A host with a template on it cannot be forgotten: 409 (was a 500, see test_regressions).

@@ -1,4 +1,4 @@
-"""REST API for the audit trail (administrators only, read-only) and for one's own API tokens."""
+"""REST API for the audit trail (administrators only, read-only), and for one's own API tokens and SSH keys."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from webvirt.accounts import policy, tokens
-from webvirt.accounts.models import ApiToken, AuditEntry
+from webvirt.accounts import policy, sshkeys, tokens
+from webvirt.accounts.models import ApiToken, AuditEntry, SshKey
 from webvirt.accounts.policy import Actor
 
 
@@ -92,3 +92,47 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
 
     def perform_destroy(self, instance: ApiToken) -> None:
         tokens.revoke(Actor.from_request(self.request, "api"), instance)
+
+
+class SshKeySerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="key_type", read_only=True,
+                                 help_text="The key's type, as its line names it: ssh-ed25519, ssh-rsa...")
+
+    class Meta:
+        model = SshKey
+        fields = ["id", "name", "public_key", "fingerprint", "type", "created"]
+        read_only_fields = ["id", "fingerprint", "created"]
+        extra_kwargs = {
+            "name": {"required": False, "allow_blank": True,
+                     "help_text": "What the key is for, e.g. the laptop it is on. Left out: the key's comment."},
+            "public_key": {"trim_whitespace": False,
+                           "help_text": "One OpenSSH public key line, as in a .pub file: type, key, comment. "
+                                        "Answered normalised."},
+            "fingerprint": {"help_text": "SHA256:..., as ssh-keygen -l prints it."},
+        }
+
+
+class SshKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                    viewsets.GenericViewSet[SshKey]):
+    """Your own SSH public keys, which go into the machines cloned for you: list, add, delete.
+
+    Everyone sees only their own keys, administrators too; anyone else's answers 404.
+    """
+
+    serializer_class = SshKeySerializer
+
+    def get_queryset(self) -> QuerySet[SshKey]:
+        if getattr(self, "swagger_fake_view", False):
+            return SshKey.objects.none()  # the schema is built without a user
+        return sshkeys.own_keys(policy.signed_in(self.request))
+
+    @extend_schema(responses={201: SshKeySerializer})
+    def create(self, request: Request) -> Response:
+        data = SshKeySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = sshkeys.add_key(Actor.from_request(request, "api"), policy.signed_in(request),
+                              data.validated_data["public_key"], data.validated_data.get("name", ""))
+        return Response(SshKeySerializer(key).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance: SshKey) -> None:
+        sshkeys.delete_key(Actor.from_request(self.request, "api"), instance)

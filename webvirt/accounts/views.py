@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from webvirt.accounts import policy, throttle, tokens
+from webvirt.accounts import policy, sshkeys, throttle, tokens
 from webvirt.accounts.api import AuditFilter
-from webvirt.accounts.forms import ApiTokenForm
+from webvirt.accounts.forms import ApiTokenForm, SshKeyForm
 from webvirt.accounts.models import ApiToken, AuditEntry
 from webvirt.accounts.policy import Actor
+from webvirt.ui import shown_here
 
 
 def audit_list(request: HttpRequest) -> HttpResponse:
@@ -70,3 +71,30 @@ def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     tokens.revoke(Actor.from_request(request), token)
     messages.success(request, f"Revoked {token}. Scripts using it are refused from now on.")
     return redirect("tokens:list")
+
+
+def profile(request: HttpRequest) -> HttpResponse:
+    """Who you are, your groups, and your SSH keys: the list, a form to add one, a delete button each."""
+    user = policy.signed_in(request)
+    form = SshKeyForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        with shown_here(request, form):  # a refused key: the reason on the form, the paste kept (not a private one)
+            key = sshkeys.add_key(Actor.from_request(request), user, form.cleaned_data["public_key"],
+                                  form.cleaned_data["name"])
+            messages.success(request, f"Added the SSH key {key.name}. Machines cloned for you from now on get it "
+                                      "(from templates that use cloud-init).")
+            return redirect("me:profile")
+    if sshkeys.PRIVATE_KEY in form.non_field_errors():
+        form.forget_key()
+    context = {"form": form, "keys": sshkeys.own_keys(user), "max_keys": sshkeys.MAX_KEYS,
+               "groups": user.groups.order_by("name"), "is_admin": policy.is_admin(user)}
+    return render(request, "accounts/profile.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def ssh_key_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    key = get_object_or_404(sshkeys.own_keys(request.user), pk=pk)  # someone else's key: 404
+    sshkeys.delete_key(Actor.from_request(request), key)
+    messages.success(request, f"Deleted the SSH key {key.name}. Machines cloned from now on do not get it; those "
+                              "you have still accept it until you remove it from their ~/.ssh/authorized_keys.")
+    return redirect("me:profile")
