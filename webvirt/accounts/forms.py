@@ -17,7 +17,7 @@ class SshKeyForm(forms.Form):
                            help_text="What the key is for, e.g. the laptop it is on. Left empty: the key's comment.")
     public_key = forms.CharField(
         label="Public key", strip=False,
-        help_text="The one line of your .pub file, e.g. the output of: cat ~/.ssh/id_ed25519.pub",
+        help_text="The one line of your .pub file: what cat ~/.ssh/id_ed25519.pub prints.",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocapitalize": "off",
                                      "autocomplete": "off", "placeholder": "ssh-ed25519 AAAA… you@laptop"}))
 
