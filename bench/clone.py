@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast 20 clones of a template run: linked and full clones through webvirt, and virt-clone.
 
-    .venv/bin/python bench/clone.py [--count 20] [--disk-gib 1] [--phases linked,full,virt-clone]
+    .venv/bin/python bench/clone.py [--count 20] [--disk-gib 1] [--phases linked,seeded,full,virt-clone]
 
 On real QEMU (qemu:///system, domain type 'qemu': emulation), with the tiny test guest as the
 template, its disk grown so that it holds --disk-gib GiB of data (written past the boot filesystem,
@@ -14,8 +14,11 @@ Phases, each cleaned up before the next:
 1. linked: `POST /api/v1/templates/<id>/clone/` with count=20, mode=linked, start=true; the time
    from that request until libvirt reports all 20 running, and until every guest has printed its
    boot marker on its serial port;
-2. full: the same with mode=full (libvirt copies the disk for each clone);
-3. virt-clone: `virt-clone --auto-clone --original <domain> --name ...` 20 times, one after
+2. seeded: the same linked clones of the same template with cloud-init turned on: each clone also
+   gets its own NoCloud seed (built, uploaded as a volume and attached as a CD-ROM) carrying the
+   owner's two SSH keys; `seed_overhead_pct` compares it with phase 1 (goal: under 5% slower);
+3. full: the same with mode=full (libvirt copies the disk for each clone);
+4. virt-clone: `virt-clone --auto-clone --original <domain> --name ...` 20 times, one after
    another, then each started in turn; the time until all 20 run (and until all booted). Its
    original is a plain shut-off domain on the same disk, since virt-clone would not copy the
    template's read-only disk.
@@ -57,6 +60,8 @@ URI = "qemu:///system"
 ADMIN = "benchadmin"
 GOAL_LINKED_S = 15.0
 GOAL_SPEEDUP = 10.0
+GOAL_SEED_OVERHEAD_PCT = 5.0
+CLOUD_CONFIG = "#cloud-config\npackage_update: false\nruncmd:\n  - [sh, -c, 'echo seeded > /dev/ttyS0']\n"
 
 
 # Guests ------------------------------------------------------------------------------------------
@@ -253,6 +258,19 @@ def virt_clone_phase(conn: libvirt.virConnect, original: str, count: int, prefix
             "not_booted": sum(1 for t in watch.times.values() if "booted" not in t)}
 
 
+def give_seeds(api: Api, template: int) -> None:
+    """Turn cloud-init on for the template, and give the benchmark's user (every clone's owner) two keys."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    for n in (1, 2):
+        key = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        api.call("POST", "/api/v1/me/ssh-keys/", {"name": f"bench key {n}", "public_key": key}, expect=201)
+    api.call("PATCH", f"/api/v1/templates/{template}/", {"cloud_init": {"enabled": True, "user_data": CLOUD_CONFIG}},
+             expect=200)
+
+
 # The run -----------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -260,7 +278,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=20)
     parser.add_argument("--disk-gib", type=float, default=1.0, help="data written into the template's disk")
-    parser.add_argument("--phases", default="linked,full,virt-clone")
+    parser.add_argument("--phases", default="linked,seeded,full,virt-clone")
     parser.add_argument("--worker-concurrency", type=int, default=2)
     parser.add_argument("--boot-timeout", type=float, default=240)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, database)")
@@ -326,14 +344,19 @@ def run(args: argparse.Namespace, phases: list[str], tmp: Path, env: dict[str, s
     out: dict = {"count": args.count, "template_allocated_gib": round(allocated / 1024**3, 2),
                  "cores": os.cpu_count(), "load_before": os.getloadavg()[0]}
 
-    for mode in ("linked", "full"):
-        if mode not in phases:
+    for phase in ("linked", "seeded", "full"):
+        if phase not in phases:
             continue
-        log(f"{mode}: {args.count} clones through the API…")
-        figures = clone_phase(api, template, mode, args.count, f"{prefix}{mode[0]}", args.boot_timeout)
-        log(f"{mode}: all running after {figures['all_running_s']} s, all booted after {figures['all_booted_s']} s")
-        out.update({f"{mode}_{k}": v for k, v in figures.items()})
-        remove_domains(f"{prefix}{mode[0]}", pool.name(), keep)
+        mode = "full" if phase == "full" else "linked"
+        if phase == "seeded":
+            give_seeds(api, template)
+        log(f"{phase}: {args.count} {mode} clones through the API…")
+        figures = clone_phase(api, template, mode, args.count, f"{prefix}{phase[0]}", args.boot_timeout)
+        log(f"{phase}: all running after {figures['all_running_s']} s, all booted after {figures['all_booted_s']} s")
+        out.update({f"{phase}_{k}": v for k, v in figures.items()})
+        if phase == "seeded":
+            api.call("PATCH", f"/api/v1/templates/{template}/", {"cloud_init": {"enabled": False}}, expect=200)
+        remove_domains(f"{prefix}{phase[0]}", pool.name(), keep)
         time.sleep(2)
 
     if "virt-clone" in phases:
@@ -349,11 +372,15 @@ def run(args: argparse.Namespace, phases: list[str], tmp: Path, env: dict[str, s
 
     linked, full, vc = (out.get("linked_all_running_s"), out.get("full_all_running_s"),
                         out.get("virt_clone_all_running_s"))
+    seeded = out.get("seeded_all_running_s")
     out["speedup"] = round(vc / linked, 1) if linked and vc else None
+    out["seed_overhead_pct"] = round(100 * (seeded - linked) / linked, 1) if linked and seeded else None
     out["goals"] = {
         "linked_running_within_15s": linked is not None and linked <= GOAL_LINKED_S,
         "linked_10x_faster_than_virt_clone": out["speedup"] is not None and out["speedup"] >= GOAL_SPEEDUP,
         "full_no_slower_than_virt_clone": full is not None and vc is not None and full <= vc,
+        "seeds_under_5pct_slower": out["seed_overhead_pct"] is not None
+        and out["seed_overhead_pct"] < GOAL_SEED_OVERHEAD_PCT,
     }
     return out
 

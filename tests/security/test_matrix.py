@@ -218,7 +218,7 @@ MATRIX: dict[str, dict[str, str]] = {
     # Templates: granted ones are seen and cloned; making, editing and deleting them is for admins.
     "api:template-list": {"GET": EVERYONE_API, "POST": "401 404 404 403 400"},  # the owner sees the domain
     "api:template-quota": {"GET": EVERYONE_API},
-    "api:template-detail": {"GET": GRANTEE_API, "DELETE": "401 404 403 404 204"},
+    "api:template-detail": {"GET": GRANTEE_API, "PATCH": ADMIN_API, "DELETE": "401 404 403 404 204"},
     "api:template-clone": {"POST": "401 404 400 404 400"},
     "api:template-warm": {"GET": ADMIN_API, "POST": ADMIN_API_INPUT},  # a template's warm pool: administrators
     "catalog:list": {"GET": EVERYONE_PAGE, "POST": EVERYONE_PAGE},

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 
 from webvirt.catalog import seeds, services
@@ -21,12 +21,18 @@ from webvirt.virt.errors import VirtError
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
 
-def _label(field: str) -> str:
-    return str(Template._meta.get_field(field).verbose_name).capitalize()
+def _model_field(name: str) -> Field:
+    field = Template._meta.get_field(name)
+    assert isinstance(field, Field)
+    return field
 
 
-def _help(field: str) -> str:
-    return str(Template._meta.get_field(field).help_text)
+def _label(name: str) -> str:
+    return str(_model_field(name).verbose_name).capitalize()
+
+
+def _help(name: str) -> str:
+    return str(_model_field(name).help_text)
 
 
 class LocalDateTimeInput(forms.DateTimeInput):

@@ -89,8 +89,8 @@ def seed_of(template: Template, name: str, uuid: str, owner_id: int | None, pass
                                              network_config=template.network_config))
 
 
-def give_keys(conn: libvirt.virConnect, template: Template, uuid: str, owner_id: int) -> int:
+def give_keys(conn: libvirt.virConnect, template: Template, uuid: str, owner_id: int | None) -> int:
     """Add the owner's SSH keys to a running warm machine through its guest agent; how many there were."""
-    keys = keys_of(owner_id)
+    keys = keys_of(owner_id) if owner_id is not None else []
     virt_agent.add_ssh_keys(conn, uuid, template.login_user, keys)
     return len(keys)
