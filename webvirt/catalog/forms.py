@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from webvirt.catalog.models import Quota, Template
 from webvirt.hosts.models import Host
 from webvirt.ui import field_of
 from webvirt.virt import clone as virt_clone
+from webvirt.virt import seed as virt_seed
 from webvirt.virt.errors import VirtError
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -28,7 +30,17 @@ def _model_field(name: str) -> Field:
 
 
 def _label(name: str) -> str:
-    return str(_model_field(name).verbose_name).capitalize()
+    text = str(_model_field(name).verbose_name)
+    return text[:1].upper() + text[1:]
+
+
+def _checked(check: Callable[[str], object], text: str) -> str:
+    """The YAML the user typed, or its error next to the field (the service checks it again for the API)."""
+    try:
+        check(text)
+    except VirtError as exc:
+        raise forms.ValidationError(exc.message) from None
+    return text
 
 
 def _help(name: str) -> str:
@@ -92,6 +104,12 @@ class TemplateForm(forms.Form):
             is_active=True, is_staff=False, is_superuser=False).order_by("username")
         field_of(self, "groups", forms.ModelMultipleChoiceField).queryset = Group.objects.order_by("name")
 
+    def clean_user_data(self) -> str:
+        return _checked(virt_seed.check_cloud_config, self.cleaned_data["user_data"])
+
+    def clean_network_config(self) -> str:
+        return _checked(virt_seed.check_network_config, self.cleaned_data["network_config"])
+
     def to_data(self) -> services.TemplateData:
         d = self.cleaned_data
         return services.TemplateData(name=d["name"], description=d["description"], os=d["os"],
@@ -132,6 +150,7 @@ class TemplateEditForm(TemplateForm):
 
     def __init__(self, *args: Any, template: Template, **kwargs: Any) -> None:
         super().__init__(*args, template=template, **kwargs)
+        self.fields["warm_count"].section = "Warm pool"  # type: ignore[attr-defined]  # a heading (_form.html)
         self.initial.setdefault("warm_count", template.warm_count)
         self.initial.setdefault("boot_marker", template.boot_marker)
 
