@@ -92,5 +92,6 @@ urlpatterns = [
     path("", include("webvirt.migration.api")),
     path("", include("webvirt.metrics.api")),
     path("", include("webvirt.waves.api")),
+    path("", include("webvirt.people.api")),
     path("", include(router.urls)),
 ]

@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "webvirt.migration",
     "webvirt.metrics",
     "webvirt.waves",
+    "webvirt.people",
 ]
 
 MIDDLEWARE = [

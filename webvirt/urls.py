@@ -29,4 +29,5 @@ urlpatterns = [
     path("storage/", include("webvirt.storage.urls")),
     path("templates/", include("webvirt.catalog.urls")),
     path("waves/", include("webvirt.waves.urls")),
+    path("people/", include("webvirt.people.urls")),
 ]
