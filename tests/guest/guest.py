@@ -17,6 +17,19 @@ initramfs), so a file there is memory state: gone after a restart, back after
 reverting a snapshot with memory. ``tests/guest/serial.py`` drives the shell
 and has helpers for both.
 
+A minimal cloud-init NoCloud reader: the initramfs also loads the IDE CD-ROM
+drivers (ata_piix, sr_mod, isofs). When a CD-ROM labelled ``cidata`` is there
+(``webvirt.virt.seed``; on machine 'pc' an IDE CD-ROM, as ``seed.attach`` and
+``tiny_domain_xml(seed_path=...)`` make it), the guest takes its hostname from
+``local-hostname`` in ``meta-data`` and prints, just before READY::
+
+    WEBVIRT-SEED instance-id=<id> hostname=<name> keys=<n>
+
+where ``n`` counts the SSH keys in ``user-data`` (its list items that start with
+``ssh-``, ``ecdsa-`` or ``sk-``). Without a seed it prints ``WEBVIRT-SEED none``.
+READY then carries the seed's hostname. A machine without a CD-ROM waits for
+none, but loading and probing the IDE drivers adds about 0.4 s to every boot.
+
 Under emulation (domain type ``qemu``) it boots in about 6 seconds. No network
 interface is defined: tests must not send traffic to guests.
 
@@ -38,6 +51,11 @@ GUEST_IMAGE = Path(
 
 READY_MARKER = "WEBVIRT-GUEST-READY"
 POWEROFF_MARKER = "WEBVIRT-GUEST-POWEROFF"
+# "WEBVIRT-SEED instance-id=<id> hostname=<name> keys=<n>", or "WEBVIRT-SEED none"; printed before READY.
+SEED_MARKER = "WEBVIRT-SEED"
+SEED_NONE = f"{SEED_MARKER} none"
+# Where tiny_domain_xml puts a seed: the IDE CD-ROM the guest's drivers see (seed.attach chooses hdc too).
+SEED_TARGET = "hdc"
 
 # The disk's layout, as build.sh makes it (FS_MIB, RESERVED_MIB there).
 MIB = 1024 * 1024
@@ -80,13 +98,17 @@ def tiny_domain_xml(
     memory_mib: int = 128,
     vnc: bool = True,
     serial_log: str | None = None,
+    seed_path: str | None = None,
 ) -> str:
     """Domain XML for the tiny guest, booting ``disk_path`` (a qcow2 file).
 
     Emulated (``type='qemu'``): a Linux kernel hangs under KVM on the dev
     machines. Serial console on a pty (optionally also logged to
     ``serial_log``, which must be unique per domain), VNC on 127.0.0.1 with an
-    automatic port, VGA video, no network interface.
+    automatic port, VGA video, no network interface. ``seed_path``: a cloud-init
+    seed ISO as a read-only IDE CD-ROM (just the device: webvirt's record of the
+    seed in <metadata>, which makes removing the domain delete it, is
+    ``webvirt.virt.seed.attach``'s).
     """
     uuid_xml = f"\n  <uuid>{escape(uuid)}</uuid>" if uuid else ""
     log_xml = f"\n      <log file={quoteattr(str(serial_log))} append='off'/>" if serial_log else ""
@@ -95,6 +117,16 @@ def tiny_domain_xml(
         "\n      <listen type='address' address='127.0.0.1'/>"
         "\n    </graphics>"
         if vnc
+        else ""
+    )
+    seed_xml = (
+        "\n    <disk type='file' device='cdrom'>"
+        "\n      <driver name='qemu' type='raw'/>"
+        f"\n      <source file={quoteattr(str(seed_path))}/>"
+        f"\n      <target dev='{SEED_TARGET}' bus='ide'/>"
+        "\n      <readonly/>"
+        "\n    </disk>"
+        if seed_path
         else ""
     )
     return f"""<domain type='qemu'>
@@ -119,7 +151,7 @@ def tiny_domain_xml(
       <driver name='qemu' type='qcow2'/>
       <source file={quoteattr(str(disk_path))}/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>{seed_xml}
     <serial type='pty'>
       <target port='0'/>{log_xml}
     </serial>

@@ -2,6 +2,8 @@
 
     with SerialShell(dom) as shell:                 # a running libvirt virDomain, or a pty path
         shell.wait_for(READY_MARKER, 40)
+        shell.wait_for_line(READY_MARKER, 5)        # -> "WEBVIRT-GUEST-READY hostname=... disk=/dev/vda"
+        seed_report(shell)                          # -> {"instance-id": ..., "hostname": ..., "keys": "2"} or None
         shell.run("uname -r")                       # -> "6.1.0-...\\n"
         write_disk_marker(shell, "before-snapshot")
         set_memory_counter(shell, 7)
@@ -35,7 +37,7 @@ from types import TracebackType
 from typing import Protocol
 from xml.etree import ElementTree
 
-from tests.guest.guest import DISK_RESERVED_OFFSET, MEMORY_COUNTER_FILE, SECTOR_BYTES
+from tests.guest.guest import DISK_RESERVED_OFFSET, MEMORY_COUNTER_FILE, SECTOR_BYTES, SEED_MARKER
 
 # The disk marker's sector: the first of the range build.sh keeps outside the FAT filesystem.
 MARKER_SECTOR = DISK_RESERVED_OFFSET // SECTOR_BYTES
@@ -144,6 +146,14 @@ class SerialShell:
                                + self.tail())
         return time.monotonic() - started
 
+    def wait_for_line(self, text: str, timeout: float) -> str:
+        """Read until a whole line containing `text` has appeared since opening; return that line."""
+        found = self._search(rb"[^\n]*" + re.escape(text.encode()) + rb"[^\n]*\n", 0, timeout)
+        if found is None:
+            raise TimeoutError(f"no whole line with {text!r} on {self.path} in {timeout:g} s; it showed:\n"
+                               + self.tail())
+        return found[0].decode(errors="replace").rstrip("\n")
+
     def tail(self, chars: int = 2000) -> str:
         return self.seen[-chars:].decode(errors="replace")
 
@@ -250,3 +260,22 @@ def read_memory_counter(shell: SerialShell) -> int | None:
     """The value set_memory_counter kept; None when the guest has none (it started since)."""
     output = shell.run(f"cat {MEMORY_COUNTER_FILE} 2>/dev/null || true").strip()
     return int(output) if output else None
+
+
+# --- the cloud-init seed ----------------------------------------------------------------------------
+
+_SEED_LINE = re.compile(rf"{SEED_MARKER} (none|instance-id=(\S*) hostname=(\S*) keys=([0-9]+))\n".encode())
+
+
+def seed_report(shell: SerialShell) -> dict[str, str] | None:
+    """What the guest read from its cloud-init seed at boot, from the line it printed before READY:
+    {"instance-id": ..., "hostname": ..., "keys": ...}, or None when it found no seed.
+
+    Call it once READY has been seen (the line comes just before it); ValueError when it has not.
+    """
+    found = _SEED_LINE.search(shell.seen)
+    if found is None:
+        raise ValueError(f"no {SEED_MARKER} line on {shell.path} yet; it showed:\n{shell.tail()}")
+    if found[1] == b"none":
+        return None
+    return {"instance-id": found[2].decode(), "hostname": found[3].decode(), "keys": found[4].decode()}
