@@ -87,6 +87,12 @@ def test_meta_data_quotes_values_that_yaml_would_read_as_something_else():
     assert text.splitlines()[0].startswith("instance-id: ")
 
 
+def test_a_seed_needs_an_instance_id_and_a_hostname():
+    with pytest.raises(VirtError, match="needs an instance-id and a hostname") as caught:
+        seed.seed_iso(seed.Seed(instance_id=" ", hostname="h", user_data=""))
+    assert caught.value.kind == errors.INVALID
+
+
 # user-data ---------------------------------------------------------------------------------------------
 
 def parsed(text: str) -> dict[str, Any]:

@@ -120,8 +120,9 @@ def user_data(cloud_config: str, ssh_keys: list[str], password_hash: str = "", l
     Merge rules:
     - SSH keys: when `login_user` names an entry of the config's `users` list, they extend that
       entry's `ssh_authorized_keys`; otherwise they extend the top-level `ssh_authorized_keys`, which
-      cloud-init gives to the image's default user (debian, ubuntu, ...). A key already there is not
-      added again, and blank lines are skipped.
+      cloud-init gives to the image's default user (debian, ubuntu, ...; a config whose `users` list
+      leaves out `default` has none, and then cloud-init gives them to root alone, where disable_root
+      refuses them). A key already there is not added again, and blank lines are skipped.
     - Password, only ever as a crypt hash: a `chpasswd.users` entry `{name: login_user, password: hash,
       type: hash}` (cloud-init 22.3 and later) replaces any entry of the config for the same user;
       `chpasswd.expire` is set to false unless the config sets it, and `ssh_pwauth` to true unless the
@@ -184,6 +185,8 @@ def _set_password(config: dict[str, Any], password_hash: str, login_user: str) -
 
 def meta_data(seed: Seed) -> str:
     """`instance-id` and `local-hostname`, quoted by the YAML dumper wherever a value needs it."""
+    if not seed.instance_id.strip() or not seed.hostname.strip():
+        raise VirtError("A cloud-init seed needs an instance-id and a hostname.", errors.INVALID)
     return yaml.safe_dump({"instance-id": seed.instance_id, "local-hostname": seed.hostname},
                           sort_keys=False, default_flow_style=False, width=_YAML_WIDTH)
 
