@@ -5,6 +5,7 @@ columns: `username` (required), `name`, `email`, `groups` and `password` (option
 
 - `name` is split at its last space: the words before it are the first name, the last word the last
   name ("Ada King Lovelace" -> "Ada King" / "Lovelace"); a single word is the first name.
+- A line may leave out cells at its end (they are empty); a line with more cells than the header is bad.
 - `groups` are separated by `;`. A group that does not exist is created; one that exists under another
   case ("Students" for "students") is the existing one.
 - A user that does not exist yet is created, with the `password` given or, without one, a generated
@@ -204,11 +205,12 @@ def _rows(text: str, plan: Plan) -> list[tuple[int, dict[str, str]]]:
                 plan.problems.append(f"line {number}: the file has more than {MAX_LINES:,} people: import the "
                                      "class in parts")
                 return rows
-            if len(row) != len(columns):
-                rows.append((number, {"username": row[0].strip() if row else "",
+            if len(row) > len(columns):
+                rows.append((number, {"username": row[0].strip(),
                                       "?": f"{len(row)} values, but the header names {len(columns)} columns"}))
                 continue
-            rows.append((number, {name: cell.strip() for name, cell in zip(columns, row, strict=True)}))
+            # Cells missing at the end of a line are empty ones: "bob,Bob" under username,name,email,groups.
+            rows.append((number, {name: cell.strip() for name, cell in zip(columns, row, strict=False)}))
     except csv.Error as exc:
         plan.problems.append(f"line {start}: this is not valid CSV ({exc}); nothing after it was read")
     return rows

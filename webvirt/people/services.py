@@ -384,4 +384,4 @@ def users_named(names: Iterable[str]) -> list[User]:
     missing = [n for n in wanted if n.lower() not in found]
     if missing:
         raise VirtError(f"No user is called {', '.join(missing[:20])}.", errors.INVALID)
-    return [found[n.lower()] for n in dict.fromkeys(wanted)]
+    return list({found[n.lower()].pk: found[n.lower()] for n in wanted}.values())
