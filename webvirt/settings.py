@@ -124,6 +124,7 @@ INSTALLED_APPS = [
     "webvirt.metrics",
     "webvirt.waves",
     "webvirt.people",
+    "webvirt.oidc",
 ]
 
 MIDDLEWARE = [
@@ -236,6 +237,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # administrator has set it up (People → Sign-in).
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
+    "webvirt.oidc.backend.OidcBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

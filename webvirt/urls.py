@@ -4,11 +4,14 @@ from django.views.generic import RedirectView
 
 from webvirt.accounts.views import ThrottledLoginView
 from webvirt.metrics.prometheus import metrics_view
+from webvirt.oidc.urls import signin_patterns as oidc_signin
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="domains:list", permanent=False)),
     # Our login page (429 after too many failures), token and profile pages before Django's other auth routes.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    # OpenID Connect's way in and back: under the login page's path, which visitors reach signed out.
+    path("accounts/login/oidc/", include((oidc_signin, "oidc_signin"))),
     path("accounts/tokens/", include("webvirt.accounts.token_urls")),
     path("accounts/profile/", include("webvirt.accounts.profile_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
@@ -29,5 +32,6 @@ urlpatterns = [
     path("storage/", include("webvirt.storage.urls")),
     path("templates/", include("webvirt.catalog.urls")),
     path("waves/", include("webvirt.waves.urls")),
+    path("people/oidc/", include("webvirt.oidc.urls")),
     path("people/", include("webvirt.people.urls")),
 ]

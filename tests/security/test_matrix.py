@@ -289,6 +289,10 @@ MATRIX: dict[str, dict[str, str]] = {
     "waves:list": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},  # an empty form: shown again, with its errors
     "waves:cancel": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # a confirmation page, then cancelled
     "waves:end": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS},  # not running: said among the messages
+    # OpenID Connect: its settings page is for administrators; the sign-in's two steps are open to everyone and,
+    # while it is not set up (as here), send back to the login page saying so.
+    "oidc:settings": {"GET": ADMIN_PAGE, "POST": "login 404 404 404 400"},  # an empty form: shown again, 400
+    **{name: {"GET": "login login login login login"} for name in ("oidc_signin:start", "oidc_signin:callback")},
 }
 
 # Bodies ----------------------------------------------------------------------------------------------
