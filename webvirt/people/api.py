@@ -149,7 +149,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         line; an import answers 201 with the counts and the generated passwords, once.
         """
         policy.require_admin(request.user)
-        text = _csv_of(request.data)
+        text = _csv_of(request)
         if truthy(request.query_params.get("dry_run", "")):
             plan = csvimport.plan(text)
             return Response(_preview(plan), status=200 if plan.ok else 400)
@@ -165,7 +165,10 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                         status=201, headers={"Cache-Control": "no-store"})
 
 
-def _csv_of(body: Any) -> str:
+def _csv_of(request: Request) -> str:
+    body = request.data
+    if request.content_type.split(";")[0].strip() in (CsvParser.media_type, PlainTextParser.media_type) and not body:
+        return ""  # an empty body is not parsed at all: an empty file
     if isinstance(body, dict) and isinstance(body.get("csv"), str):
         return str(body["csv"])
     raise VirtError('Send the CSV as the body (Content-Type: text/csv), or as JSON {"csv": "..."}.', errors.INVALID)
