@@ -50,6 +50,10 @@ class Provider:
     def log(self) -> str:
         return (self.state / "provider.log").read_text(errors="replace")[-4000:]
 
+    def allow_redirect(self, uri: str) -> None:
+        """Let the provider's clients send people back to `uri` too (a live server's callback)."""
+        _manage(self.state, int(urlsplit(self.url).port or 0), "provider_redirect", uri)
+
     def set_groups(self, username: str, *groups: str) -> None:
         _manage(self.state, int(urlsplit(self.url).port or 0), "provider_groups", username, *groups)
 
@@ -60,7 +64,7 @@ class Provider:
         page = session.get(login, timeout=10)
         assert page.status_code == 200, page.text
         answer = session.post(login, data={"username": username, "password": f"{username}-password",
-                                           "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/o/"},
+                                           "csrfmiddlewaretoken": session.cookies["provider_csrftoken"], "next": "/o/"},
                               headers={"Referer": login}, allow_redirects=False, timeout=10)
         assert answer.status_code == 302, f"could not sign in at the provider as {username}: {answer.text[:500]}"
         return session

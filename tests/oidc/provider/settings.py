@@ -39,6 +39,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # test users only: fast
 USE_TZ = True
 LOGIN_URL = "/accounts/login/"
+# Cookies are per host, not per port: a browser test reaches webvirt and this provider both on 127.0.0.1,
+# so their session and CSRF cookies must not share a name.
+SESSION_COOKIE_NAME = "provider_sessionid"
+CSRF_COOKIE_NAME = "provider_csrftoken"
 
 OAUTH2_PROVIDER = {
     "OIDC_ENABLED": True,
