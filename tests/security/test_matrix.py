@@ -40,6 +40,26 @@ asking.FIXED.setdefault("name", "mx-snapshot")
 asking.PK_KINDS[:0] = [("api:wave-", "wave"), ("waves:", "wave")]
 # An SSH key route's `pk` is one of the owner's keys, made for each test by _an_ssh_key.
 asking.PK_KINDS[:0] = [("api:ssh-key-", "ssh_key"), ("me:", "ssh_key")]
+# A People route's `pk` is a user of its own (with an API token: `token_pk`) or their group, made by _a_person.
+asking.PK_KINDS[:0] = [("people:group", "group"), ("api:group-", "group"), ("people:", "person"),
+                       ("api:user-", "person")]
+
+
+@pytest.fixture(autouse=True)
+def _a_person(request: pytest.FixtureRequest) -> None:
+    """A user (not an administrator) in a group, with an API token: what the People routes act on."""
+    route = getattr(request.node, "callspec", None) and request.node.callspec.params.get("route")
+    if route is None or not route.key.startswith(("people:", "api:user-", "api:group-")):
+        return
+    from django.contrib.auth.models import Group
+
+    from tests.people import make_user
+    from webvirt.accounts.tokens import create_token
+
+    world = request.getfixturevalue("world")
+    world.person = make_user("mx-person", group="mx-group")  # type: ignore[attr-defined]
+    world.group = Group.objects.get(name="mx-group")  # type: ignore[attr-defined]
+    asking.FIXED["token_pk"] = str(create_token(world.person, name="mx")[0].pk)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
@@ -293,6 +313,19 @@ MATRIX: dict[str, dict[str, str]] = {
     # while it is not set up (as here), send back to the login page saying so.
     "oidc:settings": {"GET": ADMIN_PAGE, "POST": "login 404 404 404 400"},  # an empty form: shown again, 400
     **{name: {"GET": "login login login login login"} for name in ("oidc_signin:start", "oidc_signin:callback")},
+    # People (administrators only): the world's own user and group (_a_person). An empty form is shown again;
+    # the confirmation pages act.
+    **{name: {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE} for name in (
+        "people:list", "people:create", "people:import", "people:detail", "people:edit", "people:password",
+        "people:group_create", "people:group")},
+    **{name: {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE_ACTS} for name in (
+        "people:deactivate", "people:reactivate", "people:token_revoke", "people:group_delete")},
+    "people:group_remove": {"GET": NOT_POST, "POST": ADMIN_PAGE_ACTS},  # nobody named: back to the group, saying so
+    "api:user-list": {"GET": ADMIN_API, "POST": ADMIN_API_INPUT},
+    "api:user-detail": {"GET": ADMIN_API, "PATCH": ADMIN_API},  # an empty PATCH changes nothing
+    "api:user-import": {"POST": ADMIN_API_INPUT},  # no CSV
+    "api:group-list": {"GET": ADMIN_API, "POST": ADMIN_API_INPUT},
+    "api:group-detail": {"GET": ADMIN_API, "PATCH": ADMIN_API, "DELETE": "401 404 404 404 204"},
 }
 
 # Bodies ----------------------------------------------------------------------------------------------
@@ -358,6 +391,17 @@ VALID_BODIES: dict[str, Any] = {
     "migration:maintenance": lambda w: {"enabled": "1"},
     "api:wave-list": lambda w: {"template": w.template.pk, "users": ["olivia"], "name_pattern": "mx-w{n}",
                                 "start_at": "2099-01-01T08:00:00Z", "end_at": "2099-01-01T12:00:00Z"},
+    "api:user-list": lambda w: {"username": "mx-person-new", "is_admin": True},
+    "api:user-detail": lambda w: {"first_name": "mx-changed", "is_admin": True},
+    "api:user-import": lambda w: {"csv": "username\nmx-person-new\n"},
+    "api:group-list": lambda w: {"name": "mx-group-new"},
+    "api:group-detail": lambda w: {"name": "mx-group-renamed", "members": []},
+    "people:create": lambda w: {"username": "mx-person-new", "is_admin": "on"},
+    "people:import": lambda w: {"text": "username\nmx-person-new\n"},
+    "people:edit": lambda w: {"first_name": "mx-changed", "is_admin": "on", "is_active": "on"},
+    "people:group_create": lambda w: {"name": "mx-group-new"},
+    "people:group": lambda w: {"do": "rename", "rename-name": "mx-group-renamed"},
+    "people:group_remove": lambda w: {"user": w.person.pk},
 }
 MULTIPART = {"api:upload", "api:pool-upload", "storage:volume_upload"}
 
@@ -423,6 +467,12 @@ def assert_nothing_made(world: World) -> None:
     assert not Template.objects.filter(name="mx-template").exists()
     assert not Job.objects.filter(kind="snapshot_create", params__name="mx-snap").exists()
     assert not Wave.objects.filter(name_pattern="mx-w{n}").exists()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    assert not get_user_model().objects.filter(username="mx-person-new").exists()
+    assert not get_user_model().objects.filter(first_name="mx-changed").exists()
+    assert not Group.objects.filter(name__in=["mx-group-new", "mx-group-renamed"]).exists()
     driver = libvirt.open(TEST_URI)  # a connection of its own: the names are read from the driver itself
     try:
         names = {d.name() for d in driver.listAllDomains(0)} | {n.name() for n in driver.listAllNetworks(0)}

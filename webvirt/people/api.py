@@ -140,7 +140,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                                                                      "properties": {"csv": {"type": "string"}}}},
         parameters=[OpenApiParameter("dry_run", OpenApiTypes.BOOL, description="Only answer what it would do.")],
         responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
-    @action(detail=False, methods=["post"], url_path="import",
+    @action(detail=False, methods=["post"], url_path="import", url_name="import",
             parser_classes=[JSONParser, CsvParser, PlainTextParser])
     def import_csv(self, request: Request) -> Response:
         """Import people from CSV (`username,name,email,groups[,password]`): all lines or none.
