@@ -118,12 +118,31 @@ def test_a_sign_in_without_the_username_claim_is_refused(configure, provider: Pr
     assert not User.objects.filter(username="student1").exists()
 
 
-def test_a_local_account_is_not_taken_over(configure, provider: Provider) -> None:
+def test_a_local_administrator_is_not_taken_over(configure, provider: Provider) -> None:
     configure()
-    people.make_user("student1")  # has a local password
+    User.objects.create_superuser("teacher1", "", "teacher1-local-password")
     client = Client()
-    sentence = refused(client, sign_in(client, provider.session_for("student1")))
-    assert "already exists here with its own password" in sentence
+    sentence = refused(client, sign_in(client, provider.session_for("teacher1")))
+    assert "is an administrator account with its own password here" in sentence
+
+
+def test_an_imported_user_signs_in_under_the_same_name(configure, provider: Provider) -> None:
+    """Someone made on the People page or by a CSV import (with a password) signs in through the provider too."""
+    configure()
+    imported = people.make_user("student1")
+    answer = sign_in(Client(), provider.session_for("student1"))
+    assert answer.status_code == 302 and answer["Location"] == "/domains/"
+    imported.refresh_from_db()
+    assert imported.check_password("student1-password-1")  # the local password keeps working
+    assert imported.email == "student1@example.org" and groups_of(imported) == {"students"}
+    assert AuditEntry.objects.get(action="user.update", object_repr="student1").via == "oidc"
+    assert User.objects.filter(username="student1").count() == 1
+
+
+def test_next_leads_only_within_webvirt(configure, provider: Provider) -> None:
+    configure()
+    answer = sign_in(Client(), provider.session_for("student1"), next_url="https://elsewhere.example/")
+    assert answer.status_code == 302 and answer["Location"] == "/"
 
 
 def test_a_deactivated_account_is_refused(configure, provider: Provider) -> None:

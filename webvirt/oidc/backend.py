@@ -5,8 +5,9 @@ The library does the authorization code flow (state, nonce, PKCE, the code excha
 endpoint with the client secret, the ID token's RS256 signature checked against the provider's JWKS).
 What webvirt adds:
 - the ID token's issuer, audience, expiry and issue time are checked too (the library skips some);
-- the user is found or created by the username claim, never by e-mail; an account that has a local
-  password, or is deactivated, is not signed in (a name at the provider does not take over a local account);
+- the user is found or created by the username claim, never by e-mail; a deactivated account, or an
+  administrator account with a local password, is not signed in (a name at the provider does not open a
+  local administrator's account);
 - the groups claim is applied through webvirt.accounts.groupsync at every sign-in;
 - a refused sign-in carries a sentence for the login page (`REFUSAL` on the request), never a 500.
 """
@@ -210,9 +211,11 @@ class OidcBackend(OIDCAuthenticationBackend):
         return value
 
     def _refuse_unless_ours(self, user: Any) -> None:
-        if user.has_usable_password():
-            raise VirtError(f"An account named {user.get_username()} already exists here with its own password, "
-                            "so the identity provider cannot sign in to it. Sign in with that password instead.",
+        # People imported or made on the People page (with a password) sign in here under the same name; a
+        # local administrator does not: a name at the provider must not open webvirt's own administrators.
+        if user.has_usable_password() and (user.is_staff or user.is_superuser):
+            raise VirtError(f"{user.get_username()} is an administrator account with its own password here, so the "
+                            "identity provider cannot sign in to it. Sign in with that password instead.",
                             errors.AUTH)
         if not user.is_active:
             raise VirtError(f"The account {user.get_username()} is deactivated. Ask an administrator.", errors.AUTH)
