@@ -50,7 +50,7 @@ CREATE, UPDATE, UNCHANGED, ERROR = "create", "update", "unchanged", "error"
 # Generated passwords are ~79 random bits: a slow hash adds nothing to guessing them, and the default
 # PBKDF2 costs most of a second each (minutes for a large class). They are hashed with fewer rounds;
 # Django re-hashes them with the full count at the user's first sign-in (the hasher's must_update).
-GENERATED_ITERATIONS = 10_000
+GENERATED_ITERATIONS = 1_000
 TOKEN_SALT = "webvirt.people.import"
 TOKEN_MAX_AGE = 3600  # seconds a preview may be applied after it was shown
 SHOWN_ERRORS = 20  # in the one-sentence summary; the page and the API list them all
