@@ -103,6 +103,24 @@ def _wait_until_up(provider: Provider, timeout: float = 30) -> None:
     raise AssertionError(f"the test provider did not answer within {timeout} s:\n{provider.log()}")
 
 
+def _forget_failure_counts() -> None:
+    from django.conf import settings
+
+    from webvirt import kv
+
+    for key in kv.client().scan_iter(f"{settings.REDIS_PREFIX}:authfail:*"):
+        kv.client().delete(key)
+
+
+@pytest.fixture(autouse=True)
+def _no_failure_counts() -> Iterator[None]:
+    """A refused sign-in counts towards the login throttle (per address: 127.0.0.1 here); these tests refuse
+    several, so each starts and ends with none, and no other test is throttled because of them."""
+    _forget_failure_counts()
+    yield
+    _forget_failure_counts()
+
+
 @pytest.fixture(scope="session")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
     """The test provider: migrated, set up with its clients and people, serving on a free port."""
