@@ -3,9 +3,9 @@
 #
 #   bash scripts/setup.sh        (also: make setup)
 #
-# 1. Debian packages (libvirt + QEMU, build deps of libvirt-python, Chromium for the browser
-#    tests, what tests/guest/build.sh needs, Redis, PostgreSQL when no server is there,
-#    docker-compose 1.29 to validate docker-compose.yml).  Checked with dpkg-query on every run
+# 1. Debian packages (libvirt + QEMU, build deps of libvirt-python and python-ldap, Chromium for
+#    the browser tests, what tests/guest/build.sh needs, slapd for the LDAP tests, Redis, PostgreSQL
+#    when no server is there, docker-compose 1.29 to validate docker-compose.yml).  Checked with dpkg-query on every run
 #    (one call, a few milliseconds); installed with apt-get when root or when `sudo -n` works,
 #    otherwise the exact apt-get command is printed and the script exits 1.
 # 2. The virtualenv .venv from requirements.txt.
@@ -64,6 +64,10 @@ wanted=(
     nginx-light
     # tests/consoles/test_ssh_tunnel.py: a private sshd on 127.0.0.1 stands in for a qemu+ssh host
     openssh-server openssh-client
+    # python-ldap (LDAP sign-in, webvirt/directory) is built from source against OpenLDAP's and SASL's headers
+    libldap2-dev libsasl2-dev
+    # tests/directory: a private slapd on 127.0.0.1 per test session (installed unconfigured: see below)
+    slapd ldap-utils
     # the Makefile
     make
 )
@@ -112,6 +116,12 @@ if ((${#missing[@]})); then
         exit 1
     fi
     log "installing Debian packages: ${missing[*]}"
+    if [[ " ${missing[*]} " == *" slapd "* ]]; then
+        # Left to its defaults, slapd's package makes a directory for this machine's domain and starts a
+        # system slapd; the tests start their own, so it is installed without any configuration (and no
+        # configuration means nothing to start, now or at boot).
+        echo "slapd slapd/no_configuration boolean true" | "${as_root[@]}" debconf-set-selections
+    fi
     "${as_root[@]}" apt-get update
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${missing[@]}"
@@ -143,7 +153,7 @@ else
     log "installing Python packages from requirements.txt"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
     "$VENV/bin/python" -m pip install --disable-pip-version-check -r requirements.txt
-    "$VENV/bin/python" -c 'import libvirt, django, channels, celery, psycopg, yaml' \
+    "$VENV/bin/python" -c 'import libvirt, django, channels, celery, psycopg, yaml, ldap' \
         || die "the virtualenv cannot import its packages"
     stamp_write pip "$pip_fp"
 fi

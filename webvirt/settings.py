@@ -125,6 +125,7 @@ INSTALLED_APPS = [
     "webvirt.waves",
     "webvirt.people",
     "webvirt.oidc",
+    "webvirt.directory",
 ]
 
 MIDDLEWARE = [
@@ -237,6 +238,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # administrator has set it up (People → Sign-in).
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
+    "webvirt.directory.backend.LdapBackend",
     "webvirt.oidc.backend.OidcBackend",
 ]
 LOGIN_URL = "/accounts/login/"

@@ -33,5 +33,6 @@ urlpatterns = [
     path("templates/", include("webvirt.catalog.urls")),
     path("waves/", include("webvirt.waves.urls")),
     path("people/oidc/", include("webvirt.oidc.urls")),
+    path("people/ldap/", include("webvirt.directory.urls")),
     path("people/", include("webvirt.people.urls")),
 ]

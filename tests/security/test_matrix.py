@@ -313,6 +313,9 @@ MATRIX: dict[str, dict[str, str]] = {
     # while it is not set up (as here), send back to the login page saying so.
     "oidc:settings": {"GET": ADMIN_PAGE, "POST": "login 404 404 404 400"},  # an empty form: shown again, 400
     **{name: {"GET": "login login login login login"} for name in ("oidc_signin:start", "oidc_signin:callback")},
+    # LDAP sign-in settings (administrators only): an empty form is shown again (400), its test button takes a POST.
+    "directory:settings": {"GET": ADMIN_PAGE, "POST": "login 404 404 404 400"},
+    "directory:test": {"GET": NOT_POST, "POST": "login 404 404 404 400"},
     # People (administrators only): the world's own user and group (_a_person). An empty form is shown again;
     # the confirmation pages act.
     **{name: {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE} for name in (
@@ -402,6 +405,13 @@ VALID_BODIES: dict[str, Any] = {
     "people:group_create": lambda w: {"name": "mx-group-new"},
     "people:group": lambda w: {"do": "rename", "rename-name": "mx-group-renamed"},
     "people:group_remove": lambda w: {"user": w.person.pk},
+    # Nothing listens on 127.0.0.1:9: a test that got through would be refused there, and saving would show.
+    "directory:settings": lambda w: {"enabled": "on", "server_uri": "ldap://127.0.0.1:9", "timeout": "1",
+                                     "user_search_base": "ou=mx,dc=test", "user_filter": "(uid=%(user)s)",
+                                     "group_type": "groupOfNames"},
+    "directory:test": lambda w: {"server_uri": "ldap://127.0.0.1:9", "timeout": "1",
+                                 "user_search_base": "ou=mx,dc=test", "user_filter": "(uid=%(user)s)",
+                                 "group_type": "groupOfNames"},
 }
 MULTIPART = {"api:upload", "api:pool-upload", "storage:volume_upload"}
 
@@ -473,6 +483,9 @@ def assert_nothing_made(world: World) -> None:
     assert not get_user_model().objects.filter(username="mx-person-new").exists()
     assert not get_user_model().objects.filter(first_name="mx-changed").exists()
     assert not Group.objects.filter(name__in=["mx-group-new", "mx-group-renamed"]).exists()
+    from webvirt.directory.models import LdapSettings
+
+    assert not LdapSettings.objects.exists()
     driver = libvirt.open(TEST_URI)  # a connection of its own: the names are read from the driver itself
     try:
         names = {d.name() for d in driver.listAllDomains(0)} | {n.name() for n in driver.listAllNetworks(0)}
