@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
+from django.urls import NoReverseMatch, reverse
 
 from tests.people import client_for, make_user
 from webvirt.accounts.models import ApiToken, AuditEntry
@@ -49,7 +50,13 @@ def test_the_people_page_lists_users_with_their_machines_and_groups_with_their_t
     text = text_of(page)
     assert re.search(r"dave — — teachers no yes 1 never", text), text
     assert re.search(rf"teachers 1 {template.name}", text)
-    assert "LDAP sign-in" not in text  # those pages are not installed here
+    for name, label in views.SIGN_IN_PAGES:  # linked exactly when that app is installed
+        try:
+            link = f'href="{reverse(name)}">{label}</a>'.encode()
+        except NoReverseMatch:
+            assert label not in text
+        else:
+            assert link in page.content
 
 
 def test_the_sign_in_pages_are_linked_once_their_routes_exist(admin, monkeypatch):
