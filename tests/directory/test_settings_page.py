@@ -127,3 +127,17 @@ def test_a_ca_certificate_is_kept_tidy(admin, slapd: Slapd):
     data = directory_settings(slapd, start_tls=True, ca_certificate=bundle)
     assert client.post(PAGE, {**form_fields(data), "csrfmiddlewaretoken": csrf}).status_code == 302
     assert LdapSettings.load().ca_certificate.count("-----BEGIN CERTIFICATE-----") == 2
+
+
+def test_the_ca_certificate_becomes_a_private_file_and_replaced_ones_go(settings, tmp_path, slapd: Slapd):
+    import os
+
+    from webvirt.directory import services
+
+    settings.STATE_DIR = tmp_path
+    first = services.ca_file(slapd.ca.cert)
+    assert open(first).read() == slapd.ca.cert and services.ca_file(slapd.ca.cert) == first
+    assert (tmp_path / "ldap").stat().st_mode & 0o777 == 0o700
+    os.utime(first, (0, 0))  # replaced long ago
+    second = services.ca_file(make_ca("next").cert)
+    assert os.path.exists(second) and not os.path.exists(first)

@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import ssl
+import time
+from contextlib import suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -275,7 +277,17 @@ def ca_file(pem: str) -> str:
         spare = path.with_name(f".{path.name}.{os.getpid()}")
         spare.write_text(pem)
         spare.replace(path)
+        _forget_old_ca_files(folder, keep=path)
     return str(path)
+
+
+def _forget_old_ca_files(folder: Path, keep: Path) -> None:
+    """Certificates replaced over an hour ago: no connection is still being opened with them."""
+    old = time.time() - 3600
+    for other in folder.glob("ca-*.pem"):
+        with suppress(OSError):
+            if other != keep and other.stat().st_mtime < old:
+                other.unlink()
 
 
 def connection_options(row: LdapSettings, verify: bool = True) -> dict[int, Any]:
