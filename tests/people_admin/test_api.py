@@ -45,6 +45,7 @@ def test_users_are_listed_searched_and_read_with_their_groups_and_machines(admin
                         "date_joined": dave_row["date_joined"], "last_login": None, "machines": 1}
     assert "password" not in dave_row
     assert [u["username"] for u in api.get("/api/v1/users/?search=DAV").json()["results"]] == ["dave"]
+    assert api.get("/api/v1/users/?search=da%00ve").json()["count"] == 1  # the NUL dropped: PostgreSQL refuses it
     assert api.get(f"/api/v1/users/{admin.pk}/").json()["is_admin"] is True
     assert api.get("/api/v1/users/999999/").status_code == 404
 

@@ -110,6 +110,7 @@ def test_a_bad_file_reports_every_bad_line_with_its_number_and_writes_nothing(ad
     ("username,name\n", "the file has a header but nobody under it"),
     ('username,name\nada,"Ada\n', "line 2: this is not valid CSV (unexpected end of data); nothing after it was "
                                   "read"),
+    ("username,name\nada,Ada\nalan,Al\x00an\n", "line 3: a NUL character: this is not a text file"),
 ])
 def test_whole_file_problems_are_named_with_their_line(admin, text, problem):
     plan = csvimport.plan(text)

@@ -227,6 +227,10 @@ def plan(text: str) -> Plan:
     if not text.strip():
         result.problems.append(f"the file is empty: its first line must be the header {HEADER}")
         return result
+    if "\x00" in text:  # no database keeps it in text, and no CSV export writes it
+        line = text[:text.index("\x00")].count("\n") + 1
+        result.problems.append(f"line {line}: a NUL character: this is not a text file")
+        return result
     rows = _rows(text, result)
     if not rows and not result.problems:
         result.problems.append("the file has a header but nobody under it")

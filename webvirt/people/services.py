@@ -138,7 +138,7 @@ def users() -> QuerySet[User]:
 def search(query: str) -> QuerySet[User]:
     """The users whose user name, name or e-mail address contains `query` (any case)."""
     found = users()
-    for word in query.split()[:5]:
+    for word in query.replace("\x00", "").split()[:5]:  # PostgreSQL refuses NUL in text
         found = found.filter(Q(username__icontains=word) | Q(first_name__icontains=word)
                              | Q(last_name__icontains=word) | Q(email__icontains=word))
     return found
