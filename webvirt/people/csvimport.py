@@ -228,8 +228,8 @@ def plan(text: str) -> Plan:
         result.problems.append(f"the file is empty: its first line must be the header {HEADER}")
         return result
     if "\x00" in text:  # no database keeps it in text, and no CSV export writes it
-        line = text[:text.index("\x00")].count("\n") + 1
-        result.problems.append(f"line {line}: a NUL character: this is not a text file")
+        at = text[:text.index("\x00")].count("\n") + 1
+        result.problems.append(f"line {at}: a NUL character: this is not a text file")
         return result
     rows = _rows(text, result)
     if not rows and not result.problems:
