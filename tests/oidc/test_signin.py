@@ -147,8 +147,10 @@ def test_next_leads_only_within_webvirt(configure, provider: Provider) -> None:
 
 def test_a_deactivated_account_is_refused(configure, provider: Provider) -> None:
     configure()
-    sign_in(Client(), provider.session_for("student1"))
+    signed_in = Client()
+    sign_in(signed_in, provider.session_for("student1"))
     User.objects.filter(username="student1").update(is_active=False)
+    assert signed_in.get("/templates/")["Location"].startswith("/accounts/login/")  # its session ended too
     client = Client()
     sentence = refused(client, sign_in(client, provider.session_for("student1")))
     assert "deactivated" in sentence
