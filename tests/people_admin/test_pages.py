@@ -293,3 +293,14 @@ def test_an_altered_preview_token_or_an_empty_form_is_refused_with_a_sentence(ad
     answer = client.submit("/people/import/", {"token": "abc:def"})
     assert b"more than an hour old or was altered" in answer.content
     assert get_user_model().objects.count() == 1
+
+
+def test_a_large_groups_members_are_shown_a_hundred_at_a_time(admin):
+    for n in range(120):
+        make_user(f"stu{n:03}", group="big-class")
+    group = Group.objects.get(name="big-class")
+    first = client_for(admin).get(f"/people/groups/{group.pk}/")
+    assert first.context["page"].paginator.count == 120 and len(first.context["page"]) == 100
+    assert b"Members <span class=\"muted\">(120)</span>" in first.content and b"Page 1 of 2" in first.content
+    second = client_for(admin).get(f"/people/groups/{group.pk}/?page=2")
+    assert [u.username for u in second.context["page"]] == [f"stu{n}" for n in range(100, 120)]

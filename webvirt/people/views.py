@@ -210,9 +210,10 @@ def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
                              if added else f"They are all in {group.name} already.")
             return redirect("people:group", group.pk)
     group.refresh_from_db()  # a refused rename changed the name on the object only
+    members = group.user_set.annotate(machines=Count("owned_domains", distinct=True)).order_by("username")
     return render(request, "people/group.html", {
         "group": group, "rename": rename, "add": add, "usage": services.usage_of(group),
-        "members": group.user_set.annotate(machines=Count("owned_domains", distinct=True)).order_by("username")})
+        "page": Paginator(members, PER_PAGE * 2).get_page(request.GET.get("page")), "query": ""})
 
 
 @require_POST
