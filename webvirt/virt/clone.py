@@ -234,8 +234,9 @@ def copy_xml(name: str, disk: BaseDisk) -> str:
 
 def clone_domain_xml(template_xml: str, name: str, uuid: str, disk_paths: dict[str, str],
                      description: str = "") -> str:
-    """The clone's definition: new name, UUID and disks; no MACs, ports or per-domain paths copied."""
-    root = etree.fromstring(template_xml.encode())
+    """The clone's definition: new name, UUID and disks; no MACs, ports or per-domain paths copied. A
+    seed in the template's definition (one made before make_template dropped it) is never shared."""
+    root = etree.fromstring(drop_seed(template_xml).encode())
     _child(root, "./name").text = name
     uuid_el = root.find("./uuid")
     if uuid_el is None:
