@@ -31,7 +31,7 @@ def test_the_first_sign_in_creates_the_user_with_name_email_and_mapped_groups(cl
     assert (amy.first_name, amy.last_name, amy.email) == ("Amy", "Adams", "amy@school.test")
     assert not amy.has_usable_password() and not amy.is_staff
     assert groups_of("amy") == ["students"]
-    created = AuditEntry.objects.get(action="user.created", object_repr="amy")
+    created = AuditEntry.objects.get(action="user.create", object_repr="amy")
     assert created.via == "ldap" and created.outcome == AuditEntry.OK and f"uid=amy,{PEOPLE}" in created.detail
     assert created.address == "127.0.0.1"
     assert AuditEntry.objects.filter(action="user.groups_synced", via="ldap", username="amy").exists()
@@ -40,7 +40,7 @@ def test_the_first_sign_in_creates_the_user_with_name_email_and_mapped_groups(cl
     client.logout()
     assert sign_in(client, "AMY", password_of("amy")).status_code == 302 and signed_in_as(client) == "amy"
     assert User.objects.filter(username__iexact="amy").count() == 1
-    assert AuditEntry.objects.filter(action="user.created").count() == 1
+    assert AuditEntry.objects.filter(action="user.create").count() == 1
     # Signed in through LDAP, the user reaches the pages every user reaches.
     assert client.get("/domains/").status_code == 200
 
@@ -154,7 +154,7 @@ def test_an_imported_user_signs_in_with_the_directory_under_the_same_name(client
     imported.refresh_from_db()
     assert (imported.first_name, imported.email) == ("Ben", "ben@school.test") and groups_of("ben") == [
         "students", "teachers"]
-    assert not AuditEntry.objects.filter(action="user.created").exists()  # found, not made
+    assert not AuditEntry.objects.filter(action="user.create").exists()  # found, not made
     client.logout()
     assert sign_in(client, "ben", "ben-imported-password-1").status_code == 302  # the password still works
 

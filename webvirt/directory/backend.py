@@ -101,7 +101,7 @@ class LdapBackend(LDAPBackend):
             return None
         row = self._row or LdapSettings.load()
         if getattr(ldap_user, "webvirt_built", False):
-            with audited(_actor(ldap_user, user), "user.created", user) as target:
+            with audited(_actor(ldap_user, user), "user.create", user) as target:
                 target.detail.append(f"first sign-in through LDAP ({ldap_user.dn})")
         if not user.is_active:
             return None  # deactivated in webvirt: the ordinary login error, like ModelBackend
