@@ -123,7 +123,9 @@ def test_services_makes_the_state_folder_private(tmp_path):
 FETCH = """
 import json
 from django.conf import settings
+from django.core.management import call_command
 from django.test import Client
+call_command("migrate", "oidc", verbosity=0)  # the login page reads whether OIDC sign-in is on
 response = Client().get("/accounts/login/", secure={secure}, headers={headers})
 print(json.dumps({{"hsts": response.headers.get("Strict-Transport-Security"),
                   "frame": response.headers.get("X-Frame-Options"),
