@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,8 +170,16 @@ def _env() -> dict[str, str]:
 def _run(argv: list[str], timeout: float) -> tuple[int | None, str]:
     """Run `argv` in its own process group; on timeout kill the group (QEMU too). (None, output) then."""
     log.info("running %s", " ".join(argv))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True)
+    # libguestfs' temporary folder, and its socket folder unless run as root (which always uses /tmp):
+    # a killed run would leave them behind. The appliance cache stays in /var/tmp, built once.
+    with tempfile.TemporaryDirectory(prefix="webvirt-seal-") as scratch:
+        env = {**_env(), "LIBGUESTFS_TMPDIR": scratch, "XDG_RUNTIME_DIR": scratch}
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+        return _wait(proc, timeout)
+
+
+def _wait(proc: subprocess.Popen[str], timeout: float) -> tuple[int | None, str]:
     try:
         output, _ = proc.communicate(timeout=timeout)
         return proc.returncode, output
