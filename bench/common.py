@@ -18,12 +18,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -376,3 +378,109 @@ def make_template(api: Api, host: int, domain_xml: str, name: str, users: list[s
     source = api.obj("POST", "/api/v1/domains/", {"host": host, "xml": domain_xml}, expect=201)["id"]
     return api.obj("POST", "/api/v1/templates/", {"domain": source, "name": name, "users": users or []},
                    expect=201)["id"]
+
+
+# Test-driver hosts full of domains (list_scale, list_load, scale_out, metrics) ---------------------
+
+ROLES = ("web", "db", "cache", "worker", "build")
+UUID_NAMESPACE = uuid.UUID("5f1d8a52-3c1e-4b8e-9a57-6c0f1a2b3c4d")
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
+# <test:runstate> takes a virDomainState number.
+RUNSTATES = {"running": 1, "paused": 3, "shutoff": 5}
+
+
+def domain_state(host: int, index: int) -> str:
+    """A deterministic mix: about 60% running, 30% shut off, 10% paused."""
+    slot = (host * 7 + index * 13) % 10
+    return "shutoff" if slot < 3 else "paused" if slot == 3 else "running"
+
+
+def write_nodes(folder: Path, hosts: int, per_host: int, first: int = 1) -> tuple[list[Path], list[dict]]:
+    """Write one libvirt test-driver node file per host (hosts `first` .. `first + hosts - 1`); return their
+    paths and what every domain should look like. Names are `bench-hNN-<role>-NNNN`, UUIDs fixed by name."""
+    paths, domains = [], []
+    for h in range(first, first + hosts):
+        parts = ["<node>"]
+        for i in range(per_host):
+            role = ROLES[i % len(ROLES)]
+            name = f"bench-h{h:02d}-{role}-{i:04d}"
+            state = domain_state(h, i)
+            vcpus = (1, 2, 4, 8)[(h + i) % 4]
+            memory = (512, 1024, 2048, 4096, 8192)[(h * 3 + i) % 5]
+            dom_uuid = str(uuid.uuid5(UUID_NAMESPACE, name))
+            runstate = f"<test:runstate>{RUNSTATES[state]}</test:runstate>" if state != "running" else ""
+            parts.append(
+                f"<domain type='test' xmlns:test='{TEST_NS}'><name>{name}</name><uuid>{dom_uuid}</uuid>"
+                f"<memory unit='MiB'>{memory}</memory><currentMemory unit='MiB'>{memory}</currentMemory>"
+                f"<vcpu>{vcpus}</vcpu><os><type arch='x86_64'>hvm</type></os>{runstate}</domain>")
+            domains.append({"name": name, "uuid": dom_uuid, "state": state, "host": h})
+        parts.append("</node>\n")
+        path = folder / f"node{h:02d}.xml"
+        path.write_text("\n".join(parts))
+        paths.append(path)
+    return paths, domains
+
+
+def add_hosts(env: dict[str, str], csv_path: Path, hosts: list[tuple[str, str]]) -> float:
+    """Register (name, uri) hosts through one `manage.py addhosts` (each tested, its domains loaded);
+    its wall-clock seconds."""
+    csv_path.write_text("\n".join(["name,uri", *(f"{name},{uri}" for name, uri in hosts)]) + "\n")
+    started = time.monotonic()
+    manage(env, "addhosts", str(csv_path))
+    return round(time.monotonic() - started, 2)
+
+
+def ensure_database(url: str) -> None:
+    """Create the bench database if PostgreSQL does not have it yet."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    found = subprocess.run(["psql", admin, "-Atc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        fail(f"cannot reach PostgreSQL at {admin}: {found.stderr.strip()}")
+    if found.stdout.strip() != "1":
+        subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+
+
+# Many clients at once ------------------------------------------------------------------------------
+
+def concurrent_gets(clients: list[Client], path: str, requests: int, warmup: int,
+                    check: Callable[[bytes], None] | None = None) -> list[float]:
+    """Every client GETs `path` `warmup + requests` times at once with the others; milliseconds of the
+    timed ones. `check(body)` may refuse an answer (BenchError)."""
+    times: list[float] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(len(clients))
+
+    def run(client: Client) -> None:
+        barrier.wait()
+        for n in range(warmup + requests):
+            started = time.perf_counter()
+            status, _msg, data = client.request("GET", path)
+            elapsed = (time.perf_counter() - started) * 1000
+            if status != 200:
+                errors.append(f"GET {path} answered {status}: {data[:200]!r}")
+                return
+            if check is not None:
+                try:
+                    check(data)
+                except SystemExit as exc:
+                    errors.append(str(exc))
+                    return
+            if n >= warmup:
+                times.append(elapsed)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchError(errors[0])
+    return times
+
+
+def figures(values: list[float]) -> dict:
+    return {"median_ms": round(median(values), 1), "p95_ms": round(percentile(values, 0.95), 1),
+            "requests": len(values)}

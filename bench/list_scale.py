@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -48,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ADMIN_PASSWORD,
     ADMIN_USER,
+    ROLES,
+    RUNSTATES,
     Client,
     Server,
     Watcher,
@@ -58,48 +59,11 @@ from common import (
     manage,
     percentile,
     prepare_database,
+    write_nodes,
 )
 
-ROLES = ("web", "db", "cache", "worker", "build")
-UUID_NAMESPACE = uuid.UUID("5f1d8a52-3c1e-4b8e-9a57-6c0f1a2b3c4d")
-TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
-# <test:runstate> takes a virDomainState number.
-RUNSTATES = {"running": 1, "paused": 3, "shutoff": 5}
 GOAL_MEDIAN_MS = 150.0
 GOAL_OFFLINE_FLAGGED_SECONDS = 10.0
-
-
-# Fixtures ----------------------------------------------------------------------------------------
-
-def domain_state(host: int, index: int) -> str:
-    """A deterministic mix: about 60% running, 30% shut off, 10% paused."""
-    slot = (host * 7 + index * 13) % 10
-    return "shutoff" if slot < 3 else "paused" if slot == 3 else "running"
-
-
-def write_nodes(folder: Path, hosts: int, per_host: int) -> tuple[list[Path], list[dict]]:
-    """Write one node file per host; return their paths and what every domain should look like."""
-    paths, domains = [], []
-    for h in range(1, hosts + 1):
-        parts = ["<node>"]
-        for i in range(per_host):
-            role = ROLES[i % len(ROLES)]
-            name = f"bench-h{h:02d}-{role}-{i:04d}"
-            state = domain_state(h, i)
-            vcpus = (1, 2, 4, 8)[(h + i) % 4]
-            memory = (512, 1024, 2048, 4096, 8192)[(h * 3 + i) % 5]
-            dom_uuid = str(uuid.uuid5(UUID_NAMESPACE, name))
-            runstate = f"<test:runstate>{RUNSTATES[state]}</test:runstate>" if state != "running" else ""
-            parts.append(
-                f"<domain type='test' xmlns:test='{TEST_NS}'><name>{name}</name><uuid>{dom_uuid}</uuid>"
-                f"<memory unit='MiB'>{memory}</memory><currentMemory unit='MiB'>{memory}</currentMemory>"
-                f"<vcpu>{vcpus}</vcpu><os><type arch='x86_64'>hvm</type></os>{runstate}</domain>")
-            domains.append({"name": name, "uuid": dom_uuid, "state": state, "host": h})
-        parts.append("</node>\n")
-        path = folder / f"node{h:02d}.xml"
-        path.write_text("\n".join(parts))
-        paths.append(path)
-    return paths, domains
 
 
 # A frozen host ------------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -60,13 +59,15 @@ from common import (
     BenchError,
     Client,
     Processes,
+    add_hosts,
     bench_env,
+    concurrent_gets,
+    ensure_database,
+    figures,
     free_port,
     keep_or_remove,
     log,
     manage,
-    median,
-    percentile,
     prepare_database,
     wait_for_web,
 )
@@ -167,39 +168,6 @@ def wait_until(check, timeout: float, what: str, procs: Processes) -> float:  # 
 
 
 # The list under 50 concurrent clients ------------------------------------------------------------
-
-def concurrent_gets(clients: list[Client], path: str, requests: int, warmup: int) -> list[float]:
-    """Every client GETs `path` `warmup + requests` times at once with the others; milliseconds."""
-    times: list[float] = []
-    errors: list[str] = []
-    barrier = threading.Barrier(len(clients))
-
-    def run(client: Client) -> None:
-        barrier.wait()
-        for n in range(warmup + requests):
-            started = time.perf_counter()
-            status, _msg, data = client.request("GET", path)
-            elapsed = (time.perf_counter() - started) * 1000
-            if status != 200:
-                errors.append(f"GET {path} answered {status}: {data[:200]!r}")
-                return
-            if n >= warmup:
-                times.append(elapsed)
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise BenchError(errors[0])
-    return times
-
-
-def figures(values: list[float]) -> dict:
-    return {"median_ms": round(median(values), 1), "p95_ms": round(percentile(values, 0.95), 1),
-            "requests": len(values)}
-
 
 def list_load(port: int, token: str, clients: int, requests: int) -> dict:
     api = [Client(port, token) for _ in range(clients)]
@@ -354,12 +322,8 @@ def run_layout(env: dict[str, str], tmp: Path, token: str, web: int, watchers: i
 
 def register(env: dict[str, str], tmp: Path, nodes: list[Path]) -> float:
     """All hosts through one `manage.py addhosts`; its wall-clock seconds."""
-    rows = ["name,uri"] + [f"bench-h{i + 1:03d},test+unix://{node}" for i, node in enumerate(nodes)]
-    rows.append(f"{SHARED_HOST},{TEST_URI}")
-    (tmp / "hosts.csv").write_text("\n".join(rows) + "\n")
-    started = time.monotonic()
-    manage(env, "addhosts", str(tmp / "hosts.csv"))
-    return round(time.monotonic() - started, 2)
+    hosts = [(f"bench-h{i + 1:03d}", f"test+unix://{node}") for i, node in enumerate(nodes)]
+    return add_hosts(env, tmp / "hosts.csv", [*hosts, (SHARED_HOST, TEST_URI)])
 
 
 def run(args: argparse.Namespace, env: dict[str, str], tmp: Path) -> dict:
@@ -441,19 +405,6 @@ def main() -> int:
         keep_or_remove(tmp, args.keep)
     print(json.dumps(result))
     return 0
-
-
-def ensure_database(url: str) -> None:
-    """Create the bench database if PostgreSQL does not have it yet."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    found = subprocess.run(["psql", admin, "-Atc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                           capture_output=True, text=True)
-    if found.returncode != 0:
-        raise SystemExit(f"scale_out: cannot reach PostgreSQL at {admin}: {found.stderr.strip()}")
-    if found.stdout.strip() != "1":
-        subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
 
 
 if __name__ == "__main__":
