@@ -32,6 +32,7 @@ from webvirt.virt import clone as virt_clone
 from webvirt.virt import console as virt_console
 from webvirt.virt import domains as virt_domains
 from webvirt.virt import errors, hostinfo
+from webvirt.virt import seal as virt_seal
 from webvirt.virt import seed as virt_seed
 from webvirt.virt.clone import BaseDisk
 from webvirt.virt.errors import VirtError
@@ -411,12 +412,11 @@ def _force_off(cloner: Cloner, uuid: str) -> None:
 
 def run_seal(ctx: JobContext) -> dict:
     """Seal a new template's disks with virt-sysprep, or say why not: the template is usable either way."""
-    from webvirt.virt import seal as virt_seal  # TODO(lead): module level once it exists
-
     template = Template.objects.select_related("host").get(pk=ctx.params["template"])
     ctx.progress(5, "Sealing the disks with virt-sysprep (a minute or more)…", force=True)
     try:
-        result = virt_seal.seal(template.host.uri, [d["path"] for d in template.disks])
+        # By its disk files: a template's disks are read-only in its definition, which virt-sysprep skips.
+        result = virt_seal.seal_disks(template.host.uri, [(d["path"], d["format"]) for d in template.disks])
     except BaseException:
         Template.objects.filter(pk=template.pk).update(seal_state="failed", seal_note="The sealing job stopped.")
         raise
