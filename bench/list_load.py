@@ -42,6 +42,8 @@ import io
 import json
 import os
 import pstats
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -219,6 +221,8 @@ def run_database(args: argparse.Namespace, tmp: Path, database_url: str | None) 
         procs.log_tails()
         raise
     finally:
+        if profile is not None:
+            stop_profiled(procs)
         procs.stop()
         if database_url and not args.keep:
             with contextlib.suppress(SystemExit):
@@ -226,6 +230,15 @@ def run_database(args: argparse.Namespace, tmp: Path, database_url: str | None) 
     if profile is not None:
         out["profile"] = write_profile(profile, args.profile / f"profile-{database}.txt")
     return out
+
+
+def stop_profiled(procs: Processes, timeout: float = 600) -> None:
+    """SIGTERM to the profiled web process, and time to merge its threads' profiles (a minute or more)."""
+    proc = procs.procs["web"]
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
 
 
 def write_profile(pstats_path: Path, text_path: Path, lines: int = 30) -> str:

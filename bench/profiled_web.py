@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -43,6 +44,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    # uvicorn shuts down on SIGTERM and then raises it again with the handler it found: this one, so that
+    # the process ends through the `finally` below (which writes the profile) instead of dying at once.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     threading.Thread.run = profiled_run  # type: ignore[method-assign]  # every thread started from now on
     main_profile = cProfile.Profile()
     main_profile.enable()

@@ -129,6 +129,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Only at start-up, then out of the chain: keeps SQLite's WAL from being checkpointed at every request's end.
+    "webvirt.sqlitekeep.KeepSQLiteOpen",
     "webvirt.accounts.middleware.TrustedForwardingMiddleware",  # first: nothing may read a forged header
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -28,6 +29,36 @@ from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 from webvirt.virt.domains import ACTIONS
 
+# DRF's own field for the two times, so the list writes them exactly as DomainSerializer does (time zone, "Z").
+_DATETIME = serializers.DateTimeField()
+
+
+def _time(value: datetime | None) -> str | None:
+    return _DATETIME.to_representation(value) if value is not None else None
+
+
+def _float(value: float | None) -> float | None:
+    return float(value) if value is not None else None
+
+
+def list_row(row: Domain) -> dict[str, Any]:
+    """DomainSerializer's answer for one row, without DRF's per-field machinery (a fifth of a list request's
+    time for 50 rows): the same keys in the same order, the same values. A test compares the two."""
+    return {"id": row.pk, "uuid": row.uuid, "name": row.name, "host": row.host_id, "host_name": row.host.name,
+            "state": row.state, "reason": row.reason, "vcpus": row.vcpus, "memory_mib": row.memory_mib,
+            "autostart": bool(row.autostart), "persistent": bool(row.persistent), "graphics": row.graphics,
+            "state_changed": _time(row.state_changed), "addresses": row.addresses, "owner": row.owner_id,
+            "template": row.template_id, "linked": bool(row.linked), "is_template": bool(row.is_template),
+            "expires_at": _time(row.expires_at), "cpu_percent": _float(row.cpu_percent),
+            "memory_used_mib": _float(row.memory_used_mib)}
+
+
+class DomainListSerializer(serializers.ListSerializer):
+    """The list's page of rows, each through `list_row`."""
+
+    def to_representation(self, data: Any) -> list[dict[str, Any]]:
+        return [list_row(row) for row in data]
+
 
 class DomainSerializer(serializers.ModelSerializer):
     host_name = serializers.CharField(source="host.name", read_only=True)
@@ -38,6 +69,7 @@ class DomainSerializer(serializers.ModelSerializer):
                   "autostart", "persistent", "graphics", "state_changed", "addresses", "owner", "template",
                   "linked", "is_template", "expires_at", "cpu_percent", "memory_used_mib"]
         read_only_fields = fields
+        list_serializer_class = DomainListSerializer
 
 
 class DefineSerializer(serializers.Serializer):
