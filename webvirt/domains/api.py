@@ -41,23 +41,24 @@ def _float(value: float | None) -> float | None:
     return float(value) if value is not None else None
 
 
-def list_row(row: Domain) -> dict[str, Any]:
-    """DomainSerializer's answer for one row, without DRF's per-field machinery (a fifth of a list request's
-    time for 50 rows): the same keys in the same order, the same values. A test compares the two."""
-    return {"id": row.pk, "uuid": row.uuid, "name": row.name, "host": row.host_id, "host_name": row.host.name,
-            "state": row.state, "reason": row.reason, "vcpus": row.vcpus, "memory_mib": row.memory_mib,
-            "autostart": bool(row.autostart), "persistent": bool(row.persistent), "graphics": row.graphics,
-            "state_changed": _time(row.state_changed), "addresses": row.addresses, "owner": row.owner_id,
-            "template": row.template_id, "linked": bool(row.linked), "is_template": bool(row.is_template),
-            "expires_at": _time(row.expires_at), "cpu_percent": _float(row.cpu_percent),
-            "memory_used_mib": _float(row.memory_used_mib)}
+# What the list reads of each row: DomainSerializer's fields, by column (`.values()`, no model instances).
+LIST_COLUMNS = ("id", "uuid", "name", "host_id", "host__name", "state", "reason", "vcpus", "memory_mib", "autostart",
+                "persistent", "graphics", "state_changed", "addresses", "owner_id", "template_id", "linked",
+                "is_template", "expires_at", "cpu_percent", "memory_used_mib")
 
 
-class DomainListSerializer(serializers.ListSerializer):
-    """The list's page of rows, each through `list_row`."""
-
-    def to_representation(self, data: Any) -> list[dict[str, Any]]:
-        return [list_row(row) for row in data]
+def list_row(row: dict[str, Any]) -> dict[str, Any]:
+    """DomainSerializer's answer for one row of `LIST_COLUMNS`, without DRF's per-field machinery or a model
+    instance (together half of a list request's time for 50 rows): the same keys in the same order, the same
+    values. A test compares the two."""
+    return {"id": row["id"], "uuid": row["uuid"], "name": row["name"], "host": row["host_id"],
+            "host_name": row["host__name"], "state": row["state"], "reason": row["reason"], "vcpus": row["vcpus"],
+            "memory_mib": row["memory_mib"], "autostart": bool(row["autostart"]),
+            "persistent": bool(row["persistent"]), "graphics": row["graphics"],
+            "state_changed": _time(row["state_changed"]), "addresses": row["addresses"], "owner": row["owner_id"],
+            "template": row["template_id"], "linked": bool(row["linked"]), "is_template": bool(row["is_template"]),
+            "expires_at": _time(row["expires_at"]), "cpu_percent": _float(row["cpu_percent"]),
+            "memory_used_mib": _float(row["memory_used_mib"])}
 
 
 class DomainSerializer(serializers.ModelSerializer):
@@ -69,7 +70,6 @@ class DomainSerializer(serializers.ModelSerializer):
                   "autostart", "persistent", "graphics", "state_changed", "addresses", "owner", "template",
                   "linked", "is_template", "expires_at", "cpu_percent", "memory_used_mib"]
         read_only_fields = fields
-        list_serializer_class = DomainListSerializer
 
 
 class DefineSerializer(serializers.Serializer):
@@ -108,6 +108,14 @@ class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 
     def actor(self) -> Actor:
         return Actor.from_request(self.request, "api")
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Rows as columns (`.values()`), written by list_row: DomainSerializer's JSON at half the cost.
+        rows = self.filter_queryset(self.get_queryset()).values(*LIST_COLUMNS)
+        page = self.paginate_queryset(rows)
+        if page is None:
+            return Response([list_row(row) for row in rows])
+        return self.get_paginated_response([list_row(row) for row in page])
 
     @extend_schema(request=DefineSerializer, responses=DomainSerializer)
     def create(self, request: Request) -> Response:
