@@ -73,6 +73,8 @@ wanted=(
     slapd ldap-utils
     # the Makefile
     make
+    # scripts/soak.sh runs the suite with both cores kept busy
+    stress-ng
 )
 # Redis: a private server is started by scripts/services.sh unless REDIS_URL is set.
 command -v redis-server >/dev/null || wanted+=(redis-server)
