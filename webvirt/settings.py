@@ -217,11 +217,14 @@ CELERY_TASK_ALWAYS_EAGER = _env_bool("WEBVIRT_TASKS_EAGER")
 WEBVIRT_WAVES_INTERVAL = max(1, int(os.environ.get("WEBVIRT_WAVES_INTERVAL", "30")))
 # Memory all warm machines (booted ahead, not yet handed out) of all templates may hold together.
 WEBVIRT_WARM_BUDGET_MIB = int(os.environ.get("WEBVIRT_WARM_BUDGET_MIB", "4096"))
+# How often beat runs the reaper of jobs whose worker died, and the removal of expired clones (seconds).
+WEBVIRT_REAP_INTERVAL = max(1, int(os.environ.get("WEBVIRT_REAP_INTERVAL", "15")))
+WEBVIRT_EXPIRE_INTERVAL = max(1, int(os.environ.get("WEBVIRT_EXPIRE_INTERVAL", "30")))
 CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed and cleaned up within about a minute.
-    "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": 15.0},
+    "reap-stale-jobs": {"task": "webvirt.jobs.reap", "schedule": float(WEBVIRT_REAP_INTERVAL)},
     # Expired clones are removed within half a minute of their expiry.
-    "expire-clones": {"task": "webvirt.catalog.expire", "schedule": 30.0},
+    "expire-clones": {"task": "webvirt.catalog.expire", "schedule": float(WEBVIRT_EXPIRE_INTERVAL)},
     # Domains' addresses from DHCP leases reach the list within half a minute of a lease change.
     "refresh-addresses": {"task": "webvirt.domains.refresh_addresses", "schedule": 30.0},
     # Usage history: the minute, half-hour and six-hour tiers rolled up, old rows pruned.
