@@ -61,32 +61,50 @@ def test_the_quota_counts_clones_already_made_and_the_form_shows_what_is_left(te
     assert response.status_code == 409 and "has 1 left (of 3)" in response.json()["error"]
 
 
-def test_two_concurrent_requests_cannot_together_exceed_the_quota(template, bob):
-    """Two API clients post at the same moment; the quota (3 machines) fits one request of 2, not both."""
-    template.users.add(bob)
-    Quota.objects.create(user=bob, instances=3)
-    clients = [api_for(bob), api_for(bob)]
-    barrier = threading.Barrier(2)
-    answers: list[int] = []
+REQUESTS, ALLOWED = 20, 5
+
+
+def post_together(user, template, count: int) -> list[tuple[int, dict]]:  # type: ignore[no-untyped-def]
+    """`count` API clients of `user` each ask for one clone, released at the same moment by a barrier;
+    each thread has its own database connection, as each request of a real web server would."""
+    clients = [api_for(user) for _ in range(count)]
+    barrier = threading.Barrier(count)
+    answers: list[tuple[int, dict]] = []
 
     def ask(i: int) -> None:
         try:
-            barrier.wait()
+            barrier.wait(60)
             response = clients[i].post(f"/api/v1/templates/{template.pk}/clone/", {
-                "count": 2, "name_pattern": f"{template.name}-t{i}-{{n}}", "mode": "linked", "start": False,
+                "count": 1, "name_pattern": f"{template.name}-t{i}-{{n}}", "mode": "linked", "start": False,
                 "expires_at": (timezone.now() + timedelta(days=1)).isoformat()},
                 format="json")
-            answers.append(response.status_code)
+            answers.append((response.status_code, response.json()))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
-    assert sorted(answers) == [202, 409], answers
-    assert sum(j.reserved["instances"] for j in Job.objects.all()) == 2
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a request did not finish within 120 s"
+    return answers
+
+
+def test_concurrent_requests_cannot_together_exceed_the_quota(template, bob):
+    """20 requests of one machine each, at once, against a quota of 5: exactly 5 are accepted.
+
+    One after the other they would get the same answers; the point is that they overlap. Without the
+    quota lock (the check and the job's reservation in one write transaction) many of them read the
+    usage before any has reserved, and more than 5 are accepted: checked by removing the lock."""
+    template.users.add(bob)
+    Quota.objects.create(user=bob, instances=ALLOWED)
+    answers = post_together(bob, template, REQUESTS)
+    assert sorted(status for status, _ in answers) == [202] * ALLOWED + [409] * (REQUESTS - ALLOWED), answers
+    refused = [body["error"] for status, body in answers if status == 409]
+    assert all(error.startswith(f"That needs 1 instances, but your quota has 0 left (of {ALLOWED}).")
+               for error in refused), refused
+    assert sum(j.reserved["instances"] for j in Job.objects.all()) == ALLOWED
 
 
 def test_an_administrator_sets_and_removes_quotas_on_the_quotas_page(admin_client, bob, dave):
