@@ -93,6 +93,8 @@ def test_a_dhcp_host_is_added_and_removed_with_the_pages_forms(browser_like, net
     assert "<host mac='52:54:00:41:00:07' name='db' ip='10.213.41.7'/>" in net.XMLDesc(0)
     assert audit_entry("network.dhcp_host_add").outcome == AuditEntry.OK
 
+    assert confirmation(browser_like, page, f"/networks/{oid}/dhcp-hosts/remove/") == (
+        f"Remove the DHCP entry of 52:54:00:41:00:07 (10.213.41.7) from {net.name()}?")
     response = submit(browser_like, page, f"/networks/{oid}/dhcp-hosts/remove/", follow=True)
     assert response.redirect_chain == [(page, 302)]
     assert messages_of(response) == ["The DHCP entry for 52:54:00:41:00:07 is removed."]
