@@ -169,3 +169,19 @@ def test_another_user_posting_a_network_form_is_not_found_and_nothing_changes(st
     assert net.isActive() and net.autostart() == 0 and net.XMLDesc(0) == before
     assert test_conn.interfaceLookupByName("eth1").isActive()
     assert "wvtnope" not in test_conn.listInterfaces() + test_conn.listDefinedInterfaces()
+
+
+def test_deleting_a_network_running_domains_use_is_refused_on_its_confirmation_page(browser_like, network,
+                                                                                    domain_row, test_conn):
+    net, oid, _page = network
+    row = domain_row()
+    dom = test_conn.lookupByUUIDString(row.uuid)
+    test_conn.defineXML(dom.XMLDesc(0).replace("network='default'", f"network='{net.name()}'"))
+    dom.create()
+    response = submit(browser_like, f"/networks/{oid}/delete/", data={"force": None})
+    assert response.status_code == 200  # the confirmation page again, saying why
+    assert messages_of(response)[0].startswith(
+        f"Running domains use network {net.name()}: {row.name}.")
+    assert 'name="force"' in response.content.decode()  # ...with the way to insist
+    assert net.isActive()
+    assert audit_entry("network.delete").outcome != AuditEntry.OK

@@ -187,3 +187,16 @@ def test_a_volume_grows_with_its_form(admin, dir_pool):  # noqa: F811
     assert vol.info()[1] == 8 * 1024**2
     entry = audit_entry("volume.resize")
     assert entry.outcome == AuditEntry.OK and "now 8 MiB" in entry.detail
+
+
+def test_deleting_a_pool_whose_volume_a_domain_uses_is_refused_on_its_confirmation_page(browser_like, spare_pool,
+                                                                                        domain_row, test_conn):
+    pool, oid = spare_pool
+    vol = pool.createXML(f"<volume><name>{unique()}.img</name><capacity unit='MiB'>1</capacity></volume>", 0)
+    row = domain_row(disk=vol.path())
+    response = submit(browser_like, f"/storage/pools/{oid}/delete/", data={"delete_volumes": "on"})
+    assert response.status_code == 200  # the confirmation page again, saying why
+    [said] = messages_of(response)
+    assert said.startswith(f"Domains use volumes of pool {pool.name()}") and row.name in said
+    assert pool.isActive() and vol.name() in pool.listVolumes()
+    assert audit_entry("pool.delete").outcome != AuditEntry.OK
