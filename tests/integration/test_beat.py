@@ -87,7 +87,9 @@ def test_beat_removes_an_expired_clone_and_fails_a_job_whose_worker_stopped(  # 
     wait_for(lambda: not Domain.objects.filter(pk=mine.pk).exists(), timeout=WAIT)
     assert domain_names(test_conn, template.name) == []
     assert pool_volumes(test_conn, template.name) == []
-    removal = AuditEntry.objects.get(action="domain.remove", object_repr=mine.name)
+    # The removal is recorded as it ends, just after the row is gone.
+    removal = wait_for(lambda: AuditEntry.objects.filter(action="domain.remove", object_repr=mine.name).first(),
+                       timeout=WAIT)
     assert (removal.via, removal.outcome) == ("task", "ok") and removal.detail.startswith("expired")
 
     # Both were beat's doing: it sent the two tasks, and the worker ran them.
