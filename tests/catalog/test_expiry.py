@@ -59,9 +59,11 @@ def test_an_owner_is_refused_an_expiry_beyond_the_templates_max_lifetime(templat
 def test_someone_elses_clone_cannot_be_extended(template, bob, dave):
     template.users.add(bob)
     run(clone(bob, template, expires_at=(timezone.now() + timedelta(days=1)).isoformat()))
-    response = client_for(dave).post(f"/domains/{Domain.objects.get(owner=bob).pk}/extend/",
+    bobs = Domain.objects.get(owner=bob)
+    response = client_for(dave).post(f"/domains/{bobs.pk}/extend/",
                                      {"expires_at": local(timezone.now() + timedelta(days=2))})
     assert response.status_code == 404
+    assert Domain.objects.get(pk=bobs.pk).expires_at == bobs.expires_at  # refused: nothing changed
 
 
 def test_the_clone_form_refuses_an_expiry_beyond_the_limit_and_starts_nothing(template, bob):
