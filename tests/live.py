@@ -6,6 +6,7 @@ They run as subprocesses against the test database (so tests using them need com
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import signal
@@ -16,12 +17,16 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (scripts/setup.sh)
+# How long a test waits for a WebSocket message it expects: generous, since a loaded machine answers
+# late; a socket silent for this long has hung, and the test fails instead of hanging with it.
+RECV_TIMEOUT = 30.0
 
 
 def database_url() -> str:
@@ -189,3 +194,15 @@ def _wait_for_port(process: Process, port: int, timeout: float = 10) -> None:
     output = process.output()
     process.stop()
     raise RuntimeError(f"{process.name} did not start:\n{output}")
+
+
+async def recv(ws: Any, timeout: float = RECV_TIMEOUT) -> str | bytes:
+    """The next message on an asyncio WebSocket client (websockets.connect), failing after `timeout` s.
+
+    A closed socket still raises ConnectionClosed, as ws.recv() does. (Sync clients pass
+    timeout=RECV_TIMEOUT to their own recv.)"""
+    try:
+        async with asyncio.timeout(timeout):
+            return await ws.recv()
+    except TimeoutError:
+        raise AssertionError(f"no WebSocket message within {timeout:g} s") from None

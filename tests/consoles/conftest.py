@@ -12,6 +12,7 @@ import libvirt
 import pytest
 import websockets
 
+from tests import live
 from tests.consoles.fakevnc import FakeVncServer
 
 
@@ -60,7 +61,7 @@ def ws_url(live_url: str, path: str) -> str:
 
 
 async def ws_exchange(url: str, *, headers: dict[str, str] | None = None, origin: str | None = None,
-                      send: bytes | None = None, expect: int = 0, timeout: float = 5) -> bytes:
+                      send: bytes | None = None, expect: int = 0, timeout: float = live.RECV_TIMEOUT) -> bytes:
     """Open a console socket, optionally send bytes, and return what arrives (at least `expect` bytes)."""
     kwargs = {"additional_headers": headers or {}, "origin": origin, "open_timeout": timeout}
     async with websockets.connect(url, **kwargs) as ws:  # type: ignore[arg-type]
@@ -69,7 +70,7 @@ async def ws_exchange(url: str, *, headers: dict[str, str] | None = None, origin
         data = b""
         async with asyncio.timeout(timeout):
             while len(data) < expect:
-                message = await ws.recv()
+                message = await live.recv(ws)
                 data += message if isinstance(message, bytes) else message.encode()
         return data
 

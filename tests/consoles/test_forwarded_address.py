@@ -10,7 +10,6 @@ handling is off (--no-proxy-headers, as in the Procfile), so a client on 127.0.0
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -109,8 +108,7 @@ def open_console(url: str, api, source: str, forwarded: str) -> bytes:  # type: 
         headers = {"Authorization": api._credentials["HTTP_AUTHORIZATION"], "X-Forwarded-For": forwarded}
         async with websockets.connect(url, additional_headers=headers, open_timeout=5,
                                       local_addr=(source, 0)) as ws:
-            async with asyncio.timeout(5):
-                data = await ws.recv()
+            data = await live.recv(ws)
             return data if isinstance(data, bytes) else data.encode()
 
     return run(exchange())

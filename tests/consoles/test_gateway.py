@@ -16,7 +16,8 @@ from django.test import Client
 
 from tests import live
 from tests.consoles.conftest import run, ws_exchange
-from tests.consoles.fakevnc import GREETING
+from tests.consoles.fakevnc import GREETING, FakeVncServer
+from tests.events.sockets import wait_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
 from webvirt.consoles import services
@@ -42,7 +43,7 @@ def gateway(request, transactional_db, tmp_path) -> Iterator[str]:  # type: igno
     while "Listen on" not in proc.output() and "listening" not in proc.output().lower():
         assert proc.proc.poll() is None and time.monotonic() < deadline, proc.output()
         time.sleep(0.1)
-    request.node.gateway_kind = request.param
+    request.node.gateway_kind, request.node.gateway_process = request.param, proc
     yield f"ws://127.0.0.1:{port}/"
     proc.stop()
 
@@ -59,13 +60,25 @@ def ticket(client: Client, domain_id: int) -> str:
     return parse_qs(urlsplit(response.json()["path"]).query)["ticket"][0]
 
 
-def gateway_refuses(url: str, **kwargs) -> bool:  # type: ignore[no-untyped-def]
+# websockify hangs up without an HTTP answer when its token plugin finds no console for the ticket
+# (unknown, used, expired); its log says "Token '<ticket>' not found".
+HUNG_UP = "hung up without an HTTP answer"
+
+
+def gateway_answer(url: str, expect: int = 1, **kwargs) -> int | str | bytes:  # type: ignore[no-untyped-def]
+    """What the gateway made of a console socket: the HTTP status it refused the handshake with (403:
+    the auth plugin refused the ticket), HUNG_UP, or the first bytes from the VNC server."""
     try:
-        run(ws_exchange(url, expect=1, timeout=5, **kwargs))
-    except (websockets.exceptions.InvalidStatus, websockets.exceptions.InvalidMessage,
-            websockets.exceptions.ConnectionClosed, EOFError, ConnectionError):
-        return True
-    return False
+        return run(ws_exchange(url, expect=expect, **kwargs))
+    except websockets.exceptions.InvalidStatus as exc:
+        return exc.response.status_code
+    except websockets.exceptions.InvalidMessage:
+        return HUNG_UP
+
+
+def refused_audits() -> list[tuple[str, str, str]]:
+    entries = AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.REFUSED)
+    return [(e.username, e.object_id, e.detail) for e in entries.order_by("pk")]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -77,32 +90,51 @@ def test_the_gateway_checks_tickets_like_the_built_in_proxy(  # type: ignore[no-
     bob_client, _ = session(bob)
     origin = "http://127.0.0.1:8000"
     url = lambda t: f"{gateway}?token={t}"  # noqa: E731
+    process = request.node.gateway_process
 
-    assert gateway_refuses(url(ticket(alice, domain.pk)), origin=origin)  # no session
+    # Tickets the auth plugin refuses: 403, and an audit entry saying why.
+    assert gateway_answer(url(ticket(alice, domain.pk)), origin=origin) == 403  # no session
+    assert gateway_answer(url(ticket(bob_client, domain.pk)), headers=cookie, origin=origin) == 403  # bob's ticket
+    assert gateway_answer(url(ticket(alice, domain.pk)), headers=cookie, origin="http://evil.example") == 403
+    refused = ("", str(domain.pk), services.REFUSED)
+    assert refused_audits() == [refused, (admin.username, str(domain.pk), services.REFUSED), refused]
+    # Tickets that name no console (expired, made up): the token plugin finds nothing, the gateway hangs up.
     expired = services.issue(Actor(user=admin), domain, "vnc",
                              services.binding(session_key=alice.session.session_key), ttl=0.2)
     time.sleep(0.4)
-    assert gateway_refuses(url(parse_qs(urlsplit(expired.path).query)["ticket"][0]), headers=cookie, origin=origin)
-    assert gateway_refuses(url(ticket(bob_client, domain.pk)), headers=cookie, origin=origin)  # bob's ticket
-    assert gateway_refuses(url(ticket(alice, domain.pk)), headers=cookie, origin="http://evil.example")
-    assert gateway_refuses(url("made-up"), headers=cookie, origin=origin)
+    stale = parse_qs(urlsplit(expired.path).query)["ticket"][0]
+    assert gateway_answer(url(stale), headers=cookie, origin=origin) == HUNG_UP
+    assert gateway_answer(url("made-up"), headers=cookie, origin=origin) == HUNG_UP
+    assert f"Token '{stale}' not found" in process.output() and "Token 'made-up' not found" in process.output()
     stranger_client, _ = session(stranger)
     assert stranger_client.post(f"/api/v1/domains/{domain.pk}/console/", {"kind": "vnc"},
                                 content_type="application/json").status_code == 404
     assert fake_vnc.connections == 0
 
     good = ticket(alice, domain.pk)
-    assert run(ws_exchange(url(good), headers=cookie, origin=origin, expect=len(GREETING))) == GREETING
+    assert gateway_answer(url(good), headers=cookie, origin=origin, expect=len(GREETING)) == GREETING
     assert fake_vnc.connections == 1
-    assert gateway_refuses(url(good), headers=cookie, origin=origin)  # used once already
+    assert gateway_answer(url(good), headers=cookie, origin=origin) == HUNG_UP  # used once already
+    assert f"Token '{good}' not found" in process.output()
     assert fake_vnc.connections == 1
     assert AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.OK).count() == 1
-    assert AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.REFUSED).count() >= 3
+    assert len(refused_audits()) == 3
     if request.node.gateway_kind == "gateway":
         # The session's end is recorded too, with the bytes carried (at least the 12-byte greeting).
-        deadline = time.monotonic() + 10
-        while not (closed := AuditEntry.objects.filter(action="console.vnc.close", via="gateway").first()):
-            assert time.monotonic() < deadline, "the gateway did not record the session's end"
-            time.sleep(0.1)
+        closed = wait_for(lambda: AuditEntry.objects.filter(action="console.vnc.close", via="gateway").first(),
+                          timeout=30)
         assert closed.object_id == str(domain.pk) and closed.username == "alice"
         assert f"{len(GREETING)} bytes to the browser" in closed.detail and "closed by the browser" in closed.detail
+
+    # A ticket for another domain, presented at a path naming this one: the gateway goes where the
+    # ticket says (the other domain's VNC server), never to this domain's.
+    other_vnc = FakeVncServer()
+    try:
+        other = console_domains(other_vnc.port)
+        path = f"ws/console/vnc/{domain.pk}/?token={ticket(alice, other.pk)}"
+        assert gateway_answer(gateway + path, headers=cookie, origin=origin, expect=len(GREETING)) == GREETING
+        assert (other_vnc.connections, fake_vnc.connections) == (1, 1)
+        opened = AuditEntry.objects.filter(action="console.vnc", via="gateway", outcome=AuditEntry.OK)
+        assert [e.object_id for e in opened.order_by("pk")] == [str(domain.pk), str(other.pk)]
+    finally:
+        other_vnc.close()

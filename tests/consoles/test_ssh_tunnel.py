@@ -108,7 +108,7 @@ async def close_reason(url: str, headers: dict[str, str]) -> str:
 
     async with websockets.connect(url, additional_headers=headers) as ws:
         try:
-            await ws.recv()
+            await live.recv(ws)
         except websockets.exceptions.ConnectionClosed as exc:
             return exc.rcvd.reason if exc.rcvd else ""
     return ""
