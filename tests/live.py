@@ -27,6 +27,10 @@ NGINX = "/usr/sbin/nginx"  # Debian's nginx-light (scripts/setup.sh)
 # How long a test waits for a WebSocket message it expects: generous, since a loaded machine answers
 # late; a socket silent for this long has hung, and the test fails instead of hanging with it.
 RECV_TIMEOUT = 30.0
+# How long a test waits for something the live processes must do (an event to arrive, a host to come
+# online, a watcher to take over): a limit for something that never happens, not a speed figure
+# (how fast events travel is measured by bench/events_latency.py).
+EVENT_TIMEOUT = 60.0
 
 
 def database_url() -> str:
