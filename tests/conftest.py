@@ -21,13 +21,23 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
+# pytest-timeout's limit per test (pyproject.toml's `timeout` is the default for every other test):
+# a hung test fails with its stacks instead of eating CI's time. Real guests boot under TCG and a
+# browser waits for pages, so their tiers get more; a test that needs still more says so itself.
+TIER_TIMEOUTS = {"qemu": 900, "browser": 480}
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run every browser test last.
+    """Run every browser test last, and give the slow tiers their larger timeouts.
 
     Sync Playwright keeps an event loop running in the main thread for as long as the browser is
     open; any later test calling async_to_sync (channel layer, Django's async bridges) would fail.
     """
+    for item in items:
+        tiers = [seconds for marker, seconds in TIER_TIMEOUTS.items() if item.get_closest_marker(marker)]
+        if tiers and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(max(tiers)))
     browser_tests = [item for item in items if item.get_closest_marker("browser")]
     items[:] = [item for item in items if not item.get_closest_marker("browser")] + browser_tests
 
