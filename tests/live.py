@@ -126,6 +126,13 @@ def start_watcher(log_dir: Path, holder: str = "w1") -> Process:
     return Process(f"watcher-{holder}", [sys.executable, "manage.py", "watch", "--holder", holder], log_dir)
 
 
+def start_beat(log_dir: Path, level: str = "warning", **env: str) -> Process:
+    """Celery beat on the run's Redis prefix, its schedule file in `log_dir`; `env` shortens the
+    intervals of its entries (WEBVIRT_*_INTERVAL)."""
+    return Process("beat", [str(ROOT / ".venv/bin/celery"), "-A", "webvirt", "beat", "-l", level,
+                            "--schedule", str(log_dir / "beat-schedule")], log_dir, **env)
+
+
 def start_worker(log_dir: Path, concurrency: int = 2, name: str = "worker") -> Process:
     """A real Celery worker on the test database and the run's Redis prefix; it runs every kind of job."""
     return Process(name, [str(ROOT / ".venv/bin/celery"), "-A", "webvirt", "worker", "-l", "warning",

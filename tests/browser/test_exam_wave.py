@@ -41,9 +41,7 @@ LENGTH = timedelta(seconds=60)
 @pytest.fixture
 def beat(live_stack):  # type: ignore[no-untyped-def]
     """Celery beat beside the live stack, its wave tick every TICK_SECONDS."""
-    process = live.Process("beat", [str(live.ROOT / ".venv/bin/celery"), "-A", "webvirt", "beat", "-l", "warning",
-                                    "-s", str(live_stack.log_dir / "beat-schedule")],
-                           live_stack.log_dir, WEBVIRT_WAVES_INTERVAL=str(TICK_SECONDS))
+    process = live.start_beat(live_stack.log_dir, WEBVIRT_WAVES_INTERVAL=str(TICK_SECONDS))
     yield process
     process.stop()
 

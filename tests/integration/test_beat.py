@@ -39,10 +39,8 @@ WAIT = 60.0  # generous: beat, the broker and the worker all take their turn
 def beat(live_stack) -> Iterator[live.Process]:  # type: ignore[no-untyped-def]
     """Celery beat beside the live stack, its schedule file in the test's own folder, the reaper and
     the expiry every INTERVAL seconds."""
-    process = live.Process("beat", [str(live.ROOT / ".venv/bin/celery"), "-A", "webvirt", "beat", "-l", "info",
-                                    "--schedule", str(live_stack.log_dir / "beat-schedule")],
-                           live_stack.log_dir, WEBVIRT_REAP_INTERVAL=str(INTERVAL),
-                           WEBVIRT_EXPIRE_INTERVAL=str(INTERVAL))
+    process = live.start_beat(live_stack.log_dir, "info", WEBVIRT_REAP_INTERVAL=str(INTERVAL),
+                              WEBVIRT_EXPIRE_INTERVAL=str(INTERVAL))
     yield process
     process.stop()
 

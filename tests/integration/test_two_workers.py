@@ -101,8 +101,7 @@ def redeliver(tag: str) -> None:
 def processes(tmp_path: Path) -> Iterator[dict[str, live.Process]]:
     """Two workers and beat, on the test database and this run's queue; all stopped afterwards."""
     started = {name: live.start_worker(tmp_path, name=name) for name in WORKERS}
-    started["beat"] = live.Process("beat", [str(live.ROOT / ".venv/bin/celery"), "-A", "webvirt", "beat", "-l",
-                                            "warning", "-s", str(tmp_path / "beat-schedule")], tmp_path)
+    started["beat"] = live.start_beat(tmp_path)
     try:
         wait_until(lambda: len(app.control.ping(destination=[node(n) for n in WORKERS], timeout=1)) == 2, 60,
                    "both workers answer")
