@@ -20,9 +20,19 @@ from django.test import Client
 NOT_SENT = {"submit", "button", "reset", "image", "file"}
 
 
-def csrf_client(user: Any) -> Client:
+class BrowserLikeClient(Client):
+    """A client that enforces CSRF like a browser session: `submit` posts with the token the page set."""
+
+    def submit(self, path: str, data: dict[str, Any] | None = None, **extra: Any) -> Any:
+        if "csrftoken" not in self.cookies:
+            self.get("/domains/")  # any page with a form sets the cookie
+        token = self.cookies["csrftoken"].value
+        return self.post(path, {**(data or {}), "csrfmiddlewaretoken": token}, **extra)
+
+
+def csrf_client(user: Any) -> BrowserLikeClient:
     """A client logged in as `user` whose POSTs need a CSRF token, like a browser's."""
-    client = Client(enforce_csrf_checks=True)
+    client = BrowserLikeClient(enforce_csrf_checks=True)
     client.force_login(user)
     return client
 

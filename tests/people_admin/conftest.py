@@ -11,31 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from tests.catalog.conftest import base_volume, cleanup_clones, template, template_source  # noqa: F401  (fixtures)
+from tests.forms import BrowserLikeClient, csrf_client
 from tests.unit.conftest import domain_row, forget  # noqa: F401  (fixtures: machines on the test driver)
 from webvirt.domains.models import Domain
 
 
-class BrowserLikeClient(Client):
-    """A client that enforces CSRF like a browser session: `submit` posts with the token the page set."""
-
-    def submit(self, path: str, data: dict[str, Any] | None = None, **extra: Any) -> Any:
-        if "csrftoken" not in self.cookies:
-            self.get("/people/")  # any page with a form sets the cookie
-        token = self.cookies["csrftoken"].value
-        return self.post(path, {**(data or {}), "csrfmiddlewaretoken": token}, **extra)
-
-
 @pytest.fixture
 def browser_like() -> Callable[[Any], BrowserLikeClient]:
-    def make(user: Any) -> BrowserLikeClient:
-        client = BrowserLikeClient(enforce_csrf_checks=True)
-        client.force_login(user)
-        return client
-
-    return make
+    return csrf_client
 
 
 @pytest.fixture
