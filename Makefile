@@ -43,19 +43,7 @@ run: setup
 	exec .venv/bin/honcho start -f Procfile -c watcher=$(WEBVIRT_WATCHERS)
 
 test: setup
-	bash scripts/services.sh --test >/dev/null
-	. ./.state/env; \
-	export WEBVIRT_TEST_GUEST="$(CURDIR)/.state/guest/tiny.qcow2"; \
-	if [ -x tests/guest/build.sh ]; then tests/guest/build.sh "$$WEBVIRT_TEST_GUEST"; \
-	elif [ -f tests/guest/build.sh ]; then sh tests/guest/build.sh "$$WEBVIRT_TEST_GUEST"; fi; \
-	failed=""; \
-	echo "== tests on SQLite"; \
-	env -u DATABASE_URL $(PY) -m pytest -q tests || failed="$$failed SQLite"; \
-	echo "== tests on PostgreSQL (without browser and real-guest tests)"; \
-	DATABASE_URL="$(TEST_DATABASE_URL)" $(PY) -m pytest -q tests -m "not browser and not qemu" \
-		|| failed="$$failed PostgreSQL"; \
-	if [ -n "$$failed" ]; then echo "== FAILED on:$$failed"; exit 1; fi; \
-	echo "== all tests passed on SQLite and PostgreSQL"
+	TEST_DATABASE_URL="$(TEST_DATABASE_URL)" bash scripts/test.sh
 
 lint: setup
 	.venv/bin/ruff check .

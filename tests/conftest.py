@@ -2,10 +2,17 @@
 
 The test driver at test+unix:///default keeps its state only while a connection to it is open, so
 the session holds one (`test_conn`) and each test defines the domains it needs and removes them.
+
+`make test` runs three test runs side by side (scripts/test.sh). Two of them get a libvirt daemon of
+their own for the test driver (WEBVIRT_TEST_URI, `test+unix:///default?socket=...`), so that one run's
+domains and events never reach the other's; the machine's own libvirtd is left to the third, which
+runs every test marked `system`, `qemu` or `browser`.
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 
@@ -15,7 +22,10 @@ from rest_framework.test import APIClient
 
 from tests import people
 
-TEST_URI = "test+unix:///default"
+TEST_URI = os.environ.get("WEBVIRT_TEST_URI") or "test+unix:///default"
+# Tests that use the machine's own libvirtd (qemu:///system) through these fixtures are marked `system`
+# (pytest_itemcollected); a module that opens it itself says so with pytestmark.
+SYSTEM_FIXTURES = {"qemu_conn", "qemu_host", "scratch_pool", "tiny_template", "tiny_guest", "qemu_domain"}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -25,6 +35,23 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 # a hung test fails with its stacks instead of eating CI's time. Real guests boot under TCG and a
 # browser waits for pages, so their tiers get more; a test that needs still more says so itself.
 TIER_TIMEOUTS = {"qemu": 900, "browser": 480}
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark `system` every test using the machine's libvirtd through a fixture (before -m selects)."""
+    if SYSTEM_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.system)
+
+
+def virt_admin(uri: str = TEST_URI) -> list[str]:
+    """The virt-admin command for the daemon behind `uri`: the machine's libvirtd, or a session daemon
+    (its admin socket beside its socket), which answers only its own user."""
+    if "socket=" not in uri:
+        return ["virt-admin"]
+    sock = uri.split("socket=", 1)[1].split("&", 1)[0]
+    admin = sock.replace("libvirt-sock", "libvirt-admin-sock")
+    owner = pwd.getpwuid(os.stat(sock).st_uid).pw_name
+    return ["runuser", "-u", owner, "--", "virt-admin", "-c", f"libvirtd:///session?socket={admin}"]
 
 
 @pytest.hookimpl(trylast=True)

@@ -30,6 +30,7 @@ from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 
 RESTARTS_LIBVIRTD = True  # Run first: see conftest.py.
+pytestmark = pytest.mark.system
 QEMU_URI = "qemu:///system"
 CONFIG_DIR = Path("/etc/libvirt/qemu")
 PID_FILE = Path("/run/libvirtd.pid")

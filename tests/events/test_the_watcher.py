@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import live
+from tests.conftest import TEST_URI
 from tests.events.sockets import domain_event, host_event, wait_for
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
@@ -31,7 +32,7 @@ def test_a_host_added_while_the_watcher_runs_is_picked_up_and_a_removed_one_is_d
     uuid = dom.UUIDString()
     wait_for(lambda: "watcher w1 started" in live_stack.watcher.output(), timeout=live.EVENT_TIMEOUT)
 
-    host = Host.objects.create(name="added-later", uri="test+unix:///default")
+    host = Host.objects.create(name="added-later", uri=TEST_URI)
     sock.wait(host_event(host.pk, "online"), timeout=live.EVENT_TIMEOUT)
     wait_for(lambda: Domain.objects.filter(host=host, uuid=uuid).exists(), timeout=live.EVENT_TIMEOUT)
     assert lease_holder(host.pk) == "w1"

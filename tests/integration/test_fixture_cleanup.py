@@ -24,6 +24,7 @@ import pytest
 from tests.integration import conftest
 from tests.integration.conftest import QEMU_URI, remove_domains
 
+pytestmark = pytest.mark.system
 left: dict[str, str] = {}  # what the first test made, for the second to look for
 
 

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.db import connection
 
-from tests.conftest import TEST_URI
+from tests.conftest import TEST_URI, virt_admin
 from tests.people import unique
 from webvirt import crypto
 from webvirt.accounts.models import AuditEntry
@@ -239,14 +239,14 @@ def test_deleting_a_host_removes_its_decrypted_key(api, tmp_path, monkeypatch):
 
 # One connection per registration, none kept ---------------------------------------------------------
 
-def libvirtd_clients() -> int:
-    """How many connections this process holds open to libvirtd, as libvirtd itself counts them."""
+def libvirtd_clients(uri: str = TEST_URI) -> int:
+    """How many connections this process holds open to the daemon behind `uri`, as it counts them."""
     import os
     import subprocess
 
     def run(*args: str) -> str:
         # No check: a client (another test's, another process's) may leave between the list and its info.
-        return subprocess.run(["virt-admin", *args], capture_output=True, text=True, timeout=10).stdout
+        return subprocess.run([*virt_admin(uri), *args], capture_output=True, text=True, timeout=10).stdout
 
     ids = [line.split()[0] for line in run("srv-clients-list", "libvirtd").splitlines()[2:] if line.strip()]
     infos = [run("client-info", "libvirtd", client) for client in ids]

@@ -11,7 +11,7 @@ from html import escape
 
 import pytest
 
-from tests.conftest import domain_xml
+from tests.conftest import TEST_URI, domain_xml
 from webvirt.domains.models import Domain
 from webvirt.hosts.connections import manager
 from webvirt.hosts.models import Host
@@ -113,7 +113,7 @@ def test_libvirts_refusal_is_said_on_the_form_next_to_what_was_typed(admin_clien
 def test_a_form_page_the_user_may_not_use_is_not_found_and_posting_to_it_changes_nothing(client, stranger, test_conn):
     client.force_login(stranger)
     assert client.get("/hosts/add/").status_code == 404  # no empty form to fill in for nothing
-    response = client.post("/hosts/add/", {"name": "mine", "uri": "test+unix:///default"})
+    response = client.post("/hosts/add/", {"name": "mine", "uri": TEST_URI})
     assert response.status_code == 404
     assert not Host.objects.exists()
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 PASSWORD = "s3cret-sasl-passw0rd"
 KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAfake\n-----END OPENSSH PRIVATE KEY-----"
 # The same test driver through the same daemon, written differently: another URI that answers.
-OTHER_URI = "test+unix:///default?socket=/var/run/libvirt/libvirt-sock"
+OTHER_URI = (TEST_URI.replace("socket=/", "socket=//") if "socket=" in TEST_URI
+             else "test+unix:///default?socket=/var/run/libvirt/libvirt-sock")
 ENTER_AGAIN = "Enter the password again when you change the URI: the stored one is not sent to a new address."
 
 
