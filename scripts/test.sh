@@ -3,13 +3,14 @@
 #
 # One run after another took 35 minutes on 2 cores; much of it is waiting (for guests to boot, for a
 # browser, for events), so three runs at once keep both cores busy. They must not meet:
-#   machine   SQLite, then PostgreSQL: every test marked system, qemu or browser. The only run that
-#             uses the machine's own libvirtd (qemu:///system, its test driver, and restarting it).
-#   sqlite    SQLite: everything else, on a private libvirt daemon's test driver (WEBVIRT_TEST_URI).
-#   postgres  PostgreSQL: the same, on a second private daemon.
+#   machine   SQLite, then PostgreSQL: the tests marked system, which use the machine's own libvirtd
+#             (qemu:///system, or restarting it). The only run on that libvirtd.
+#   sqlite    SQLite: everything else, on a private libvirt daemon's test driver (WEBVIRT_TEST_URI);
+#             the migration tests start session daemons of their own.
+#   postgres  PostgreSQL: the same without the browser and qemu tests, on a second private daemon.
 # Each run has its own database (SQLite file per process; PostgreSQL test_webvirt and
 # test_webvirt_machine), its own Redis key prefix (per process, tests/conftest.py) and its own log.
-# Browser and real-guest tests run on SQLite only, as before: they test the pages and QEMU, not SQL.
+# Browser and real-guest tests run on SQLite only: they test the pages and QEMU, not SQL.
 #
 # Usage: bash scripts/test.sh [pytest args...]   (extra args go to every run, e.g. -x)
 # Prints each run's log once all have ended, then one line per run; exits 1 if any failed.
@@ -45,22 +46,25 @@ done
 [[ -s "$logs/driver-uris" ]] || { echo "the private libvirt daemons did not start:" >&2; cat "$logs/driver-daemons.log" >&2; exit 1; }
 mapfile -t uris <"$logs/driver-uris"
 
-PRIVATE="not system and not qemu and not browser"
 run_machine() {
     local rc=0
-    env -u DATABASE_URL "$PY" -m pytest -q tests -m "system or qemu or browser" "$@" || rc=1
+    env -u DATABASE_URL "$PY" -m pytest -q tests -m system "$@" || rc=1
     DATABASE_URL="${pg}_machine" "$PY" -m pytest -q tests -m "system and not qemu and not browser" "$@" || rc=1
     return "$rc"
 }
-run_sqlite() { env -u DATABASE_URL WEBVIRT_TEST_URI="${uris[0]}" "$PY" -m pytest -q tests -m "$PRIVATE" "$@"; }
-run_postgres() { DATABASE_URL="$pg" WEBVIRT_TEST_URI="${uris[1]}" "$PY" -m pytest -q tests -m "$PRIVATE" "$@"; }
+run_sqlite() {
+    env -u DATABASE_URL WEBVIRT_TEST_URI="${uris[0]}" "$PY" -m pytest -q tests -m "not system" "$@"
+}
+run_postgres() {
+    DATABASE_URL="$pg" WEBVIRT_TEST_URI="${uris[1]}" "$PY" -m pytest -q tests -m "not system and not browser and not qemu" "$@"
+}
 
 names=(machine sqlite postgres)
 declare -A started
 for name in "${names[@]}"; do
     echo "== $name: started $(date -u +%H:%M:%S), log $logs/$name.log"
     started[$name]=$(date +%s)
-    ( "run_$name" "$@" >"$logs/$name.log" 2>&1; echo "$? $(date +%s)" >"$logs/$name.rc" ) &
+    ( rc=0; "run_$name" "$@" >"$logs/$name.log" 2>&1 || rc=$?; echo "$rc $(date +%s)" >"$logs/$name.rc" ) &
     pids+=($!)
 done
 wait "${pids[@]}" || true

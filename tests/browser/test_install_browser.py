@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import ADMIN_PASSWORD, RESULTS
 from tests.storage.conftest import remove_pools
 
-pytestmark = [pytest.mark.browser, pytest.mark.qemu]
+pytestmark = [pytest.mark.browser, pytest.mark.qemu, pytest.mark.system]
 
 
 @pytest.fixture

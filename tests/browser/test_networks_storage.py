@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from tests.networks.conftest import remove_networks
 from tests.storage.conftest import remove_pools
 
-pytestmark = [pytest.mark.browser, pytest.mark.qemu]
+pytestmark = [pytest.mark.browser, pytest.mark.qemu, pytest.mark.system]
 
 
 @pytest.fixture

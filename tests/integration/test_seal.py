@@ -22,7 +22,7 @@ from tests.integration.conftest import QEMU_URI, pool_dir
 from webvirt.virt import seal
 from webvirt.virt.clone import make_template
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.system]
 
 SEAL_TIMEOUT = 300.0
 ROOT_FILES = {

@@ -25,7 +25,7 @@ import pytest
 
 from tests.migration.daemons import PATH, ensure_user
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.system]
 
 REPO = Path(__file__).resolve().parents[2]
 
