@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ RECV_TIMEOUT = 30.0
 # online, a watcher to take over): a limit for something that never happens, not a speed figure
 # (how fast events travel is measured by bench/events_latency.py).
 EVENT_TIMEOUT = 60.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "the condition",
+             interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy, and return that; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
 def database_url() -> str:

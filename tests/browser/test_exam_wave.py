@@ -10,7 +10,6 @@ are gone with their disks.
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import libvirt
@@ -56,13 +55,6 @@ def log_in(page: Page, username: str, password: str) -> None:
 
 def local(moment) -> str:  # type: ignore[no-untyped-def]
     return timezone.localtime(moment).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def wait_until(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(1)
 
 
 def test_a_wave_gives_three_students_a_booted_machine_each_from_start_to_end(  # type: ignore[no-untyped-def]
@@ -125,7 +117,7 @@ def test_a_wave_gives_three_students_a_booted_machine_each_from_start_to_end(  #
         return not left and not disks
 
     remaining = (start + LENGTH - timezone.now()).total_seconds()
-    wait_until(gone, remaining + 60, "the wave's machines and disks removed at its end")
+    live.wait_for(gone, remaining + 60, "the wave's machines and disks removed at its end", interval=1)
     assert not any(p.name.startswith(f"{clone_prefix}w") for p in pool_dir(scratch_pool).iterdir())
     page.reload()
     expect(page.locator(f"#waves-past #wave-{wave.pk} [data-wave-state]")).to_have_text("ended")

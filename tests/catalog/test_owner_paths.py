@@ -22,8 +22,9 @@ from tests.consoles.conftest import run as run_async
 from tests.consoles.fakevnc import GREETING
 from tests.consoles.test_ticket_checks import browser_session, ticket_path
 from tests.events.conftest import event_socket, token_for  # noqa: F401
-from tests.events.sockets import domain_event, wait_for
+from tests.events.sockets import domain_event
 from tests.forms import csrf_client, token_from
+from tests.live import wait_for
 from tests.people import api_for, client_for
 from tests.unit.test_error_boundary import messages_of
 from webvirt.accounts.models import AuditEntry

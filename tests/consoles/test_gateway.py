@@ -17,7 +17,7 @@ from django.test import Client
 from tests import live
 from tests.consoles.conftest import run, ws_exchange
 from tests.consoles.fakevnc import GREETING, FakeVncServer
-from tests.events.sockets import wait_for
+from tests.live import wait_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
 from webvirt.consoles import services

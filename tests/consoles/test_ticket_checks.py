@@ -14,7 +14,7 @@ from django.test import Client
 from tests import live
 from tests.consoles.conftest import refused, run, ws_exchange, ws_url
 from tests.consoles.fakevnc import GREETING, WELCOME
-from tests.events.sockets import wait_for
+from tests.live import wait_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.accounts.policy import Actor
 from webvirt.consoles import services

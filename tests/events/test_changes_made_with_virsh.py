@@ -12,7 +12,8 @@ import pytest
 from tests import live
 from tests.conftest import domain_xml
 from tests.events.conftest import virsh
-from tests.events.sockets import EventSocket, domain_event, wait_for
+from tests.events.sockets import EventSocket, domain_event
+from tests.live import wait_for
 from webvirt.domains.models import Domain
 
 REDIS_WAIT = 5  # channels-redis blocks this long at a time on Redis, waiting for the socket's next message

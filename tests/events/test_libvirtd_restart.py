@@ -25,7 +25,8 @@ import libvirt
 import pytest
 
 from tests import live
-from tests.events.sockets import domain_event, host_event, wait_for
+from tests.events.sockets import domain_event, host_event
+from tests.live import wait_for
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.events.sockets import domain_event, wait_for
+from tests.events.sockets import domain_event
+from tests.live import wait_for
 from webvirt.domains.models import Domain
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from tests import live
 from tests.conftest import TEST_URI
-from tests.events.sockets import domain_event, host_event, wait_for
+from tests.events.sockets import domain_event, host_event
+from tests.live import wait_for
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 

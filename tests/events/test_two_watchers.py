@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tests import live
-from tests.events.sockets import EventSocket, domain_event, wait_for
+from tests.events.sockets import EventSocket, domain_event
+from tests.live import wait_for
 
 # The lease lives 10 s after its last renewal and the survivor polls every 2 s: a handover takes 10-14 s
 # on a quiet machine, longer on a busy one. A limit for a handover that never happens, not a speed figure.

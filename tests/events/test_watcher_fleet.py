@@ -17,7 +17,8 @@ import pytest
 
 from tests import live
 from tests.conftest import TEST_URI
-from tests.events.sockets import EventSocket, Match, domain_event, wait_for
+from tests.events.sockets import EventSocket, Match, domain_event
+from tests.live import wait_for
 from webvirt.domains.models import Domain
 from webvirt.events.leases import preferred_holders
 from webvirt.hosts.models import Host

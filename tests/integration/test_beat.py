@@ -24,7 +24,7 @@ from tests.catalog.conftest import (  # noqa: F401
     template,
     template_source,
 )
-from tests.events.sockets import wait_for
+from tests.live import wait_for
 from webvirt.accounts.models import AuditEntry
 from webvirt.domains.models import Domain
 from webvirt.jobs import runner

@@ -27,7 +27,8 @@ from websockets.sync.client import connect
 from tests import live, people
 from tests.consoles.conftest import vnc_domain_xml
 from tests.consoles.fakevnc import GREETING, FakeVncServer
-from tests.events.sockets import EventSocket, domain_event, wait_for
+from tests.events.sockets import EventSocket, domain_event
+from tests.live import wait_for
 from webvirt import bodylimit
 from webvirt.accounts.tokens import create_token
 from webvirt.domains.models import Domain

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,15 +51,8 @@ def ran_on(job: Job) -> str:
     return next(name for name in WORKERS if job.worker.startswith(f"{node(name)}:"))
 
 
-def wait_until(check: Callable[[], object], timeout: float, what: str, step: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(step)
-
-
 def finished(job_ids: list[int], timeout: float = 60) -> list[Job]:
-    wait_until(lambda: not Job.objects.filter(pk__in=job_ids, state__in=Job.ACTIVE).exists(), timeout,
+    live.wait_for(lambda: not Job.objects.filter(pk__in=job_ids, state__in=Job.ACTIVE).exists(), timeout,
                f"jobs {job_ids} finished")
     return list(Job.objects.filter(pk__in=job_ids).order_by("pk"))
 
@@ -103,7 +96,7 @@ def processes(tmp_path: Path) -> Iterator[dict[str, live.Process]]:
     started = {name: live.start_worker(tmp_path, name=name) for name in WORKERS}
     started["beat"] = live.start_beat(tmp_path)
     try:
-        wait_until(lambda: len(app.control.ping(destination=[node(n) for n in WORKERS], timeout=1)) == 2, 60,
+        live.wait_for(lambda: len(app.control.ping(destination=[node(n) for n in WORKERS], timeout=1)) == 2, 60,
                    "both workers answer")
         yield started
     finally:
@@ -126,7 +119,7 @@ def test_jobs_spread_over_two_workers_and_a_killed_ones_job_is_reaped_and_never_
     big = clone(admin, template, count=50, pattern=f"{prefix}-big-{{n}}", mode="full", start=True).json()["job"]
     # Wait for a domain on the host itself: the job tracks each one just before defining it, and
     # clones in parallel threads, so two tracked domains do not mean that one is defined yet.
-    wait_until(lambda: domain_names(test_conn, f"{prefix}-big-"), 60, "the big job made a domain", step=0.02)
+    live.wait_for(lambda: domain_names(test_conn, f"{prefix}-big-"), 60, "the big job made a domain", interval=0.02)
     job = Job.objects.get(pk=big)
     victim = ran_on(job)
     [survivor] = set(WORKERS) - {victim}
@@ -145,7 +138,7 @@ def test_jobs_spread_over_two_workers_and_a_killed_ones_job_is_reaped_and_never_
     assert Job.objects.get(pk=big).state == Job.RUNNING  # not yet given up: its heartbeat is recent
 
     # Beat's reaper fails the job within a minute of the kill and removes what it had made.
-    wait_until(lambda: Job.objects.get(pk=big).state != Job.RUNNING, REAPED_WITHIN + 5, "the job was reaped", 0.5)
+    live.wait_for(lambda: Job.objects.get(pk=big).state != Job.RUNNING, REAPED_WITHIN + 5, "the job was reaped", 0.5)
     reaped_after = time.monotonic() - killed_at
     print(f"reaped {reaped_after:.0f} s after the kill")
     job.refresh_from_db()
@@ -157,11 +150,11 @@ def test_jobs_spread_over_two_workers_and_a_killed_ones_job_is_reaped_and_never_
 
     # The broker gives the dead worker's message out again: the survivor takes it and runs nothing.
     redeliver(unacked.removeprefix("unacked:"))
-    wait_until(lambda: taken_from_broker(big), 30, "the redelivered message was taken and acknowledged")
+    live.wait_for(lambda: taken_from_broker(big), 30, "the redelivered message was taken and acknowledged")
     # A finished job delivered twice (a client retrying, a duplicate message) is not run again either.
     twice = done[0].pk
     run_job.delay(twice)
-    wait_until(lambda: taken_from_broker(twice), 30, "the duplicate message was taken and acknowledged")
+    live.wait_for(lambda: taken_from_broker(twice), 30, "the duplicate message was taken and acknowledged")
     again = Job.objects.get(pk=big)
     assert (again.state, again.attempts, again.worker, again.finished) == (Job.FAILED, 1, job.worker, job.finished)
     assert domain_names(test_conn, f"{prefix}-big-") == []

@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests import live
-from tests.events.sockets import EventSocket, wait_for
+from tests.events.sockets import EventSocket
+from tests.live import wait_for
 from tests.metrics.figures_watcher import MEMORY_KIB
 from webvirt.accounts.tokens import create_token
 from webvirt.domains.models import Domain

@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from tests.conftest import TEST_URI
-from tests.events.sockets import wait_for
+from tests.live import wait_for
 from webvirt.virt import errors
 from webvirt.virt.connection import MAX_STUCK_OPENS, ConnectionManager, Target, check_uri
 from webvirt.virt.domains import lookup
