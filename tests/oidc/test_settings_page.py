@@ -9,7 +9,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests import people
+from tests import forms, people
 from tests.live import free_port
 from tests.oidc.conftest import MAPPING, Provider
 from tests.oidc.provider.people import CLIENT
@@ -34,17 +34,12 @@ def form(provider: Provider, **changes: str) -> dict[str, str]:
 @pytest.fixture
 def csrf_client(admin) -> Client:  # type: ignore[no-untyped-def]
     """An administrator's browser whose POSTs must carry the CSRF token, as a real one's do."""
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(admin)
-    return client
+    return forms.csrf_client(admin)
 
 
 def post(client: Client, data: dict[str, str]):  # type: ignore[no-untyped-def]
     """POST the settings form the way a browser does: the token from the page's own form."""
-    page = client.get(PAGE)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
-    assert token is not None
-    return client.post(PAGE, {**data, "csrfmiddlewaretoken": token.group(1)})
+    return client.post(PAGE, {**data, "csrfmiddlewaretoken": forms.token_from(client, PAGE)})
 
 
 def errors_of(response) -> str:  # type: ignore[no-untyped-def]

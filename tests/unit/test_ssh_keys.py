@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.test import Client
 from rest_framework.test import APIClient
 
+from tests import forms
 from webvirt.accounts import sshkeys
 from webvirt.accounts.models import AuditEntry, SshKey
 from webvirt.accounts.policy import Actor
@@ -253,10 +254,8 @@ def test_the_schema_describes_the_ssh_key_routes(api):
 
 def csrf_client(user: object) -> tuple[Client, str]:
     """A client that checks CSRF like a browser, signed in, with the token the profile page gives it."""
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    page = client.get("/accounts/profile/").content.decode()
-    return client, re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]  # type: ignore[index]
+    client = forms.csrf_client(user)
+    return client, forms.token_from(client, "/accounts/profile/")
 
 
 def test_the_profile_page_says_who_you_are_and_links_to_the_tokens(client, dave):
