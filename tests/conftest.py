@@ -15,6 +15,7 @@ import os
 import pwd
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import libvirt
 import pytest
@@ -67,6 +68,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(max(tiers)))
     browser_tests = [item for item in items if item.get_closest_marker("browser")]
     items[:] = [item for item in items if not item.get_closest_marker("browser")] + browser_tests
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove the SQLite test database's -wal and -shm files: Django deletes the database file at the
+    end of the run, but a connection still held (webvirt/sqlitekeep.py) leaves these two in .state/."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and db.get("TEST", {}).get("NAME"):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db['TEST']['NAME']}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
