@@ -4,10 +4,11 @@
 # One run after another took 35 minutes on 2 cores; much of it is waiting (for guests to boot, for a
 # browser, for events), so three runs at once keep both cores busy. They must not meet:
 #   machine   SQLite, then PostgreSQL: the tests marked system, which use the machine's own libvirtd
-#             (qemu:///system, or restarting it). The only run on that libvirtd.
+#             (qemu:///system, or restarting it), and the browser tests (the runs end closer together).
+#             The only run on that libvirtd.
 #   sqlite    SQLite: everything else, on a private libvirt daemon's test driver (WEBVIRT_TEST_URI);
 #             the migration tests start session daemons of their own.
-#   postgres  PostgreSQL: the same without the browser and qemu tests, on a second private daemon.
+#   postgres  PostgreSQL: the same without the qemu tests, on a second private daemon.
 # Each run has its own database (SQLite file per process; PostgreSQL test_webvirt and
 # test_webvirt_machine), its own Redis key prefix (per process, tests/conftest.py) and its own log.
 # Browser and real-guest tests run on SQLite only: they test the pages and QEMU, not SQL.
@@ -48,12 +49,12 @@ mapfile -t uris <"$logs/driver-uris"
 
 run_machine() {
     local rc=0
-    env -u DATABASE_URL "$PY" -m pytest -q tests -m system "$@" || rc=1
+    env -u DATABASE_URL "$PY" -m pytest -q tests -m "system or browser" "$@" || rc=1
     DATABASE_URL="${pg}_machine" "$PY" -m pytest -q tests -m "system and not qemu and not browser" "$@" || rc=1
     return "$rc"
 }
 run_sqlite() {
-    env -u DATABASE_URL WEBVIRT_TEST_URI="${uris[0]}" "$PY" -m pytest -q tests -m "not system" "$@"
+    env -u DATABASE_URL WEBVIRT_TEST_URI="${uris[0]}" "$PY" -m pytest -q tests -m "not system and not browser" "$@"
 }
 run_postgres() {
     DATABASE_URL="$pg" WEBVIRT_TEST_URI="${uris[1]}" "$PY" -m pytest -q tests -m "not system and not browser and not qemu" "$@"
