@@ -6,7 +6,7 @@ the session holds one (`test_conn`) and each test defines the domains it needs a
 `make test` runs three test runs side by side (scripts/test.sh). Two of them get a libvirt daemon of
 their own for the test driver (WEBVIRT_TEST_URI, `test+unix:///default?socket=...`), so that one run's
 domains and events never reach the other's; the machine's own libvirtd is left to the third, which
-runs every test marked `system`, `qemu` or `browser`.
+runs every test marked `system` (and the browser tests).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pwd
 import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import libvirt
 import pytest
@@ -47,9 +48,9 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def virt_admin(uri: str = TEST_URI) -> list[str]:
     """The virt-admin command for the daemon behind `uri`: the machine's libvirtd, or a session daemon
     (its admin socket beside its socket), which answers only its own user."""
-    if "socket=" not in uri:
+    sock = parse_qs(urlsplit(uri).query).get("socket", [""])[0]
+    if not sock:
         return ["virt-admin"]
-    sock = uri.split("socket=", 1)[1].split("&", 1)[0]
     admin = sock.replace("libvirt-sock", "libvirt-admin-sock")
     owner = pwd.getpwuid(os.stat(sock).st_uid).pw_name
     return ["runuser", "-u", owner, "--", "virt-admin", "-c", f"libvirtd:///session?socket={admin}"]
