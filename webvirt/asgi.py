@@ -1,11 +1,18 @@
 """ASGI entry point: Django for HTTP, Channels for WebSockets."""
 
 import os
+from typing import Any
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webvirt.settings")
-django_asgi = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does before it makes Django's own handler
+
+from django.conf import settings  # noqa: E402
+
+from webvirt.handler import PooledHandler  # noqa: E402
+
+django_asgi: Any = PooledHandler(settings.WEBVIRT_WEB_THREADS)
 if os.environ.get("WEBVIRT_SERVE_STATIC", "1") == "1":
     # Serves static/ and the npm packages from the app's own process; a production proxy may do it instead.
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
