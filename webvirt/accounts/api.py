@@ -14,9 +14,10 @@ from rest_framework.response import Response
 from webvirt.accounts import policy, sshkeys, tokens
 from webvirt.accounts.models import ApiToken, AuditEntry, SshKey
 from webvirt.accounts.policy import Actor
+from webvirt.filtering import FilterSet
 
 
-class AuditFilter(django_filters.FilterSet):
+class AuditFilter(FilterSet):
     username = django_filters.CharFilter(lookup_expr="iexact", label="User")
     action = django_filters.CharFilter(lookup_expr="istartswith", label="Action")
     object = django_filters.CharFilter(field_name="object_repr", lookup_expr="icontains", label="Object")

@@ -8,10 +8,11 @@ from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from webvirt.domains.models import Domain
+from webvirt.filtering import FilterSet
 from webvirt.hosts.models import Host
 
 
-class DomainFilter(django_filters.FilterSet):
+class DomainFilter(FilterSet):
     search = django_filters.CharFilter(method="filter_search", label="Search")
     host = django_filters.ModelChoiceFilter(queryset=Host.objects.all(), empty_label="All hosts")
     state = django_filters.ChoiceFilter(choices=Domain.STATES, empty_label="Any state")

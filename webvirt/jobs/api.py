@@ -12,11 +12,12 @@ from rest_framework.response import Response
 
 from webvirt.accounts import policy
 from webvirt.accounts.policy import Actor
+from webvirt.filtering import FilterSet
 from webvirt.jobs import services
 from webvirt.jobs.models import Job
 
 
-class JobFilter(django_filters.FilterSet):
+class JobFilter(FilterSet):
     state = django_filters.ChoiceFilter(choices=Job.STATES, empty_label="Any state")
     kind = django_filters.CharFilter()
 
