@@ -2,7 +2,7 @@
 
 - the search's index (an FTS5 trigram table on SQLite, trigram indexes on PostgreSQL) finds the same rows as
   the plain LIKE it narrows, also after rows are renamed, moved and deleted;
-- the list's rows, read as columns and written by `list_row`, are DomainSerializer's, value for value;
+- the list's rows, read as columns and written by `list_rows`, are DomainSerializer's, value for value;
 - the SQLite connection a web process keeps open is one per file.
 """
 
@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tests.people import unique
-from webvirt.domains.api import LIST_COLUMNS, DomainSerializer, list_row
+from webvirt.domains.api import LIST_COLUMNS, DomainSerializer, list_rows
 from webvirt.domains.filters import search
 from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
@@ -87,7 +87,8 @@ def test_the_index_is_there_after_every_migration():
             assert {r[0] for r in cursor.fetchall()} >= {"domain_name_trgm", "domain_uuid_trgm"}
 
 
-def test_list_rows_are_what_the_serializer_writes(rows, host, stranger):
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/St_Johns"])
+def test_list_rows_are_what_the_serializer_writes(rows, host, stranger, zone):
     first, second = rows[0], rows[1]
     now = timezone.now()
     Domain.objects.filter(pk=first.pk).update(
@@ -97,7 +98,8 @@ def test_list_rows_are_what_the_serializer_writes(rows, host, stranger):
                     "sources": ["lease"]}], cpu_percent=12.5, memory_used_mib=1000)
     Domain.objects.filter(pk=second.pk).update(cpu_percent=0, memory_used_mib=None, state_changed=None)
     page = Domain.objects.select_related("host").filter(pk__in=[first.pk, second.pk]).order_by("pk")
-    assert [list_row(row) for row in page.values(*LIST_COLUMNS)] == [DomainSerializer(row).data for row in page]
+    with timezone.override(zone):
+        assert list_rows(page.values(*LIST_COLUMNS)) == [DomainSerializer(row).data for row in page]
 
 
 def test_the_api_list_answers_the_serializers_json(api, rows):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, parsers, serializers, viewsets
 from rest_framework.decorators import action
@@ -29,12 +30,14 @@ from webvirt.domains.models import Domain
 from webvirt.hosts.models import Host
 from webvirt.virt.domains import ACTIONS
 
-# DRF's own field for the two times, so the list writes them exactly as DomainSerializer does (time zone, "Z").
-_DATETIME = serializers.DateTimeField()
 
-
-def _time(value: datetime | None) -> str | None:
-    return _DATETIME.to_representation(value) if value is not None else None
+def _time(value: datetime | None, zone: tzinfo) -> str | None:
+    """What DRF's DateTimeField writes for an aware datetime (the database's): ISO 8601 in the current time
+    zone, "Z" for UTC. DRF's own field takes five times as long (it checks and converts for every value)."""
+    if value is None:
+        return None
+    text = value.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _float(value: float | None) -> float | None:
@@ -47,18 +50,20 @@ LIST_COLUMNS = ("id", "uuid", "name", "host_id", "host__name", "state", "reason"
                 "is_template", "expires_at", "cpu_percent", "memory_used_mib")
 
 
-def list_row(row: dict[str, Any]) -> dict[str, Any]:
-    """DomainSerializer's answer for one row of `LIST_COLUMNS`, without DRF's per-field machinery or a model
-    instance (together half of a list request's time for 50 rows): the same keys in the same order, the same
-    values. A test compares the two."""
-    return {"id": row["id"], "uuid": row["uuid"], "name": row["name"], "host": row["host_id"],
-            "host_name": row["host__name"], "state": row["state"], "reason": row["reason"], "vcpus": row["vcpus"],
-            "memory_mib": row["memory_mib"], "autostart": bool(row["autostart"]),
-            "persistent": bool(row["persistent"]), "graphics": row["graphics"],
-            "state_changed": _time(row["state_changed"]), "addresses": row["addresses"], "owner": row["owner_id"],
-            "template": row["template_id"], "linked": bool(row["linked"]), "is_template": bool(row["is_template"]),
-            "expires_at": _time(row["expires_at"]), "cpu_percent": _float(row["cpu_percent"]),
-            "memory_used_mib": _float(row["memory_used_mib"])}
+def list_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """DomainSerializer's answer for rows of `LIST_COLUMNS`, without DRF's per-field machinery or model
+    instances (together half of a list request's time for 50 rows): the same keys in the same order, the
+    same values. A test compares the two."""
+    zone = timezone.get_current_timezone()
+    return [{"id": row["id"], "uuid": row["uuid"], "name": row["name"], "host": row["host_id"],
+             "host_name": row["host__name"], "state": row["state"], "reason": row["reason"], "vcpus": row["vcpus"],
+             "memory_mib": row["memory_mib"], "autostart": bool(row["autostart"]),
+             "persistent": bool(row["persistent"]), "graphics": row["graphics"],
+             "state_changed": _time(row["state_changed"], zone), "addresses": row["addresses"],
+             "owner": row["owner_id"], "template": row["template_id"], "linked": bool(row["linked"]),
+             "is_template": bool(row["is_template"]), "expires_at": _time(row["expires_at"], zone),
+             "cpu_percent": _float(row["cpu_percent"]), "memory_used_mib": _float(row["memory_used_mib"])}
+            for row in rows]
 
 
 class DomainSerializer(serializers.ModelSerializer):
@@ -110,12 +115,12 @@ class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         return Actor.from_request(self.request, "api")
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # Rows as columns (`.values()`), written by list_row: DomainSerializer's JSON at half the cost.
+        # Rows as columns (`.values()`), written by list_rows: DomainSerializer's JSON at half the cost.
         rows = self.filter_queryset(self.get_queryset()).values(*LIST_COLUMNS)
         page = self.paginate_queryset(rows)
         if page is None:
-            return Response([list_row(row) for row in rows])
-        return self.get_paginated_response([list_row(row) for row in page])
+            return Response(list_rows(rows))
+        return self.get_paginated_response(list_rows(page))
 
     @extend_schema(request=DefineSerializer, responses=DomainSerializer)
     def create(self, request: Request) -> Response:
