@@ -4,7 +4,8 @@
     .venv/bin/python bench/profiled_web.py OUT.pstats --port 8123
 
 cProfile follows one thread, and a request's work is split: the event loop (main thread) parses HTTP and
-runs the ASGI layers, while asgiref's per-request thread runs Django's middleware and the view. So each
+runs the ASGI layers, while a thread of the web handler's pool (webvirt.handler) runs Django's middleware
+and the view. So each
 thread started here gets a profiler of its own, and when uvicorn stops (SIGTERM) the profiles of the main
 thread and of every thread that has ended are merged into OUT (a pstats file). bench/list_load.py
 --profile starts the web process this way and prints the merged profile's top lines.
@@ -60,6 +61,9 @@ def main() -> int:
                     ws_per_message_deflate=False, log_level="warning")
     finally:
         main_profile.disable()
+        from webvirt.asgi import http_handler
+
+        http_handler.pool.shutdown(wait=True)  # its threads end, and their profiles with them
         with lock:
             stats = pstats.Stats(main_profile)
             for profile in ended:

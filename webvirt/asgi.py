@@ -12,7 +12,8 @@ from django.conf import settings  # noqa: E402
 
 from webvirt.handler import PooledHandler  # noqa: E402
 
-django_asgi: Any = PooledHandler(settings.WEBVIRT_WEB_THREADS)
+http_handler = PooledHandler(settings.WEBVIRT_WEB_THREADS)
+django_asgi: Any = http_handler
 if os.environ.get("WEBVIRT_SERVE_STATIC", "1") == "1":
     # Serves static/ and the npm packages from the app's own process; a production proxy may do it instead.
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler

@@ -1,13 +1,13 @@
-"""One idle SQLite connection held for the life of a web process, so that requests do not pay for a checkpoint.
+"""One idle SQLite connection held for the life of a process, so that closing the others does not checkpoint.
 
-Under ASGI every request runs its view in a thread of its own, so Django opens a database connection per
-request and closes it at the end (persistent connections would be left behind in dead threads). With
-SQLite in WAL mode, closing the *last* connection to the file checkpoints the WAL into the database and
-deletes the -wal and -shm files, and the next request's connection makes them anew: measured at about
-2-4 ms of every list request (bench/list_load.py), more than its queries. While this process keeps one
-connection open, the per-request closes are never the last: SQLite checkpoints on its own schedule (every
-1,000 pages written) and the files stay. The held connection reads once, to join the WAL, and never again;
-it takes no lock between statements, so writers (here or in the workers) are never held up.
+With SQLite in WAL mode, closing the *last* connection to the file checkpoints the WAL into the database and
+deletes the -wal and -shm files, and the next connection makes them anew: measured at about 2-4 ms of a list
+request (bench/list_load.py) when every request opened and closed its own connection. Requests now keep their
+thread's connection (webvirt.handler, CONN_MAX_AGE), but connections are still closed: when they grow old,
+after an error, and in processes whose threads come and go (WebSocket consumers, a job's helper threads).
+While this process keeps one connection open, those closes are never the last: SQLite checkpoints on its own
+schedule (every 1,000 pages written) and the files stay. The held connection reads once, to join the WAL, and
+never again; it takes no lock between statements, so writers (here or in the workers) are never held up.
 
 Installed as the first middleware: Django builds the middleware chain once per process, before the first
 request; this one opens the connection and then takes itself out of the chain (MiddlewareNotUsed), so it
