@@ -167,8 +167,9 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Under ASGI every request runs in a fresh thread, so persistent connections are never reused
-    # (and pile up); a pool gives each request a ready connection instead of a new one (~10 ms).
+    # Web requests run on a few threads that stay (webvirt.handler), but jobs, consumers and helpers start
+    # threads that come and go, whose persistent connections would pile up; a pool gives each a ready
+    # connection instead of a new one (~10 ms).
     # Every process has its own pool: WEBVIRT_DB_POOL_SIZE is its ceiling, set per process kind so that
     # all of them together stay under PostgreSQL's max_connections (docs/operations.md has the sum).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
