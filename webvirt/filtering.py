@@ -4,8 +4,9 @@ For every request, django-filter deep-copies each filter (with its choices and q
 filter's form field again, and makes a new form class out of them: about 2 ms of CPU per list request
 (bench/list_load.py), more than the list's own filtering. None of that depends on the request. Here each
 request gets shallow copies of the filters (a filter's only per-request state is its `parent`, where a
-`method=` filter finds its method), and the form class is made once per filter set class. The form
-itself is still new per request, so its values and errors are the request's own.
+`method=` filter finds its method), and the form class is made once per filter set class, unless a filter's
+choices depend on the request. The form itself is still new per request (with copies of the fields), so its
+values, errors and any choices a view narrows on it are the request's own.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ class FilterSet(django_filters.FilterSet):
             filter_.parent = self
 
     def get_form_class(self) -> type[forms.Form]:
+        if any(callable(getattr(filter_, "queryset", None)) for filter_ in self.filters.values()):
+            # A choice filter whose choices depend on the request (a callable queryset gets the request):
+            # its field, and so the form class, must be the request's own.
+            return super().get_form_class()
         cls = type(self)
         if cls not in self._form_classes:
             self._form_classes[cls] = super().get_form_class()
         return self._form_classes[cls]
-
 
 
 def _copy(filter_: django_filters.Filter) -> django_filters.Filter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
+import django_filters
 import pytest
 from django.http import QueryDict
 
@@ -52,3 +53,14 @@ def test_the_form_class_is_made_once(domains):
     other = DomainFilter(QueryDict(""), queryset=Domain.objects.all())
     assert type(one.form) is type(other.form)
     assert one.form.fields["state"] is not other.form.fields["state"]  # each form has fields of its own
+
+
+def test_choices_that_depend_on_the_request_get_a_form_class_per_request(domains):
+    class ByRequest(DomainFilter):
+        host = django_filters.ModelChoiceFilter(queryset=lambda request: Host.objects.filter(name=request))
+
+    mine = ByRequest(QueryDict(""), queryset=Domain.objects.all(), request=domains[0].host.name)
+    theirs = ByRequest(QueryDict(""), queryset=Domain.objects.all(), request="someone-else")
+    assert type(mine.form) is not type(theirs.form)
+    assert list(mine.form.fields["host"].queryset) == [domains[0].host]
+    assert list(theirs.form.fields["host"].queryset) == []
