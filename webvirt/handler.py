@@ -12,7 +12,7 @@ This handler does what a WSGI server's worker does, inside the ASGI server: the 
 then one call on a fixed pool of threads runs the request_started signal, the middleware and the view, and
 closes a complete response (request_finished, which hands back or keeps the thread's database connection),
 and the event loop sends it. The threads stay, so with SQLite their connections stay open between requests
-(CONN_MAX_AGE), and with PostgreSQL they draw from the process's pool as before.
+(KEEP_SQLITE_SECONDS, for these threads only), and with PostgreSQL they draw from the process's pool as before.
 
 Differences from Django's handler, on purpose:
 - there is no listener for the client going away while a view runs: a synchronous view cannot be stopped
@@ -34,17 +34,22 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import connections
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 Scope = dict[str, Any]
+
+# How long a pool thread keeps its SQLite connection between requests (its CONN_MAX_AGE; settings keep 0 for
+# every other thread, whose connections would outlive their use).
+KEEP_SQLITE_SECONDS = 60
 
 
 class PooledHandler(ASGIHandler):
     def __init__(self, threads: int) -> None:
         base.BaseHandler.__init__(self)  # not ASGIHandler's: it would build the chain for async views
         self.load_middleware(is_async=False)
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web")
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web", initializer=_keep_sqlite_connections)
         # asgiref's wrapper, not the loop's run_in_executor: it copies context variables into the thread and
         # lets code there call async_to_sync (the channel layer) back onto this event loop.
         self._respond = sync_to_async(self.respond, thread_sensitive=False, executor=self.pool)
@@ -85,3 +90,12 @@ class PooledHandler(ASGIHandler):
     @staticmethod
     def close(response: HttpResponseBase) -> None:
         response.close()  # request_finished: this thread's database connection is kept or given back
+
+
+def _keep_sqlite_connections() -> None:
+    """Run once in each pool thread: its SQLite connection stays open from one request to the next (opening one
+    costs about 1 ms: Django registers its SQL functions and sets its pragmas). PostgreSQL's come from the
+    process's pool, which wants them handed back after each request."""
+    for conn in connections.all():
+        if conn.vendor == "sqlite":
+            conn.settings_dict = {**conn.settings_dict, "CONN_MAX_AGE": KEEP_SQLITE_SECONDS}

@@ -187,9 +187,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # another process wrote after its read (SQLite cannot upgrade a stale read to a write).
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL;",
                                        "transaction_mode": "IMMEDIATE"}
-    # Kept open between requests: the web process runs requests on a fixed pool of threads (webvirt.handler),
-    # so each keeps its connection; opening one costs about 1 ms (Django registers its SQL functions).
-    DATABASES["default"]["CONN_MAX_AGE"] = 60
+    # Closed after each use, in threads that come and go (WebSocket consumers, jobs' helpers); the web
+    # process's request threads keep theirs open between requests (webvirt.handler).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so live-server tests (other threads, other processes) see the same data;
     # one per test run, so runs side by side do not share it.
     DATABASES["default"]["TEST"] = {

@@ -3,7 +3,7 @@
 With SQLite in WAL mode, closing the *last* connection to the file checkpoints the WAL into the database and
 deletes the -wal and -shm files, and the next connection makes them anew: measured at about 2-4 ms of a list
 request (bench/list_load.py) when every request opened and closed its own connection. Requests now keep their
-thread's connection (webvirt.handler, CONN_MAX_AGE), but connections are still closed: when they grow old,
+thread's connection (webvirt.handler), but connections are still closed: when they grow old,
 after an error, and in processes whose threads come and go (WebSocket consumers, a job's helper threads).
 While this process keeps one connection open, those closes are never the last: SQLite checkpoints on its own
 schedule (every 1,000 pages written) and the files stay. The held connection reads once, to join the WAL, and

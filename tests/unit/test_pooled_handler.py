@@ -153,6 +153,7 @@ def test_a_thread_keeps_its_sqlite_connection_and_gives_a_postgresql_one_back():
     finally:
         one.pool.shutdown(wait=True)
     assert status == 200
+    assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0  # other threads close theirs after use
     if connection.vendor == "sqlite":
         assert first == second and still_open  # opened once, used by both requests
     else:
