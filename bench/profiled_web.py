@@ -7,8 +7,8 @@ cProfile follows one thread, and a request's work is split: the event loop (main
 runs the ASGI layers, while a thread of the web handler's pool (webvirt.handler) runs Django's middleware
 and the view. So each thread started here gets a profiler of its own, and when uvicorn stops (SIGTERM) the
 profiles of the main thread and of every thread that has ended (the pool's are ended first) are merged into
-OUT (a pstats file). bench/list_load.py
---profile starts the web process this way and prints the merged profile's top lines.
+OUT (a pstats file). bench/list_load.py --profile starts the web process this way and prints the merged
+profile's top lines.
 
 The clock is each thread's CPU time (time.thread_time), not the wall clock: with several threads, a
 wall-clock profile charges the time a thread waits for the GIL to whatever C call it was in (a socket
