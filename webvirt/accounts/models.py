@@ -102,3 +102,10 @@ class SshKey(models.Model):
     def key_type(self) -> str:
         """The key's algorithm as its line names it: ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256..."""
         return self.public_key.split(" ", 1)[0]
+
+
+class ChangeCounter(models.Model):
+    """One row: a number the database bumps whenever a table that kept answers are read from changes
+    (webvirt.changes, whose triggers write it; nothing else does)."""
+
+    version = models.BigIntegerField()
