@@ -8,6 +8,7 @@ through `user_for_token`/`token_for_key`, so expiry and deactivated users are ho
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import secrets
 from datetime import timedelta
@@ -18,6 +19,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from webvirt import changes
 from webvirt.accounts import throttle
 from webvirt.accounts.audit import audited
 from webvirt.accounts.models import ApiToken
@@ -47,11 +49,13 @@ def token_for_key(key: str) -> ApiToken | None:
     """The live token whose key this is (not expired, its user active), or None."""
     if not key or len(key) > MAX_KEY_LENGTH:
         return None
-    try:
-        # get(), not first(): the digest is unique, and an unordered lookup compiles a quarter faster.
-        token: ApiToken | None = ApiToken.objects.select_related("user").get(digest=digest(key))
-    except ApiToken.DoesNotExist:
-        token = None
+    token = changes.memo(("api-token", digest(key)), lambda: _lookup(digest(key)))
+    if token is not None:
+        # Copies (a model's copy has its own attributes): the kept ones are shared by every request, and
+        # this request sets the key, last_used and whatever Django caches on its user.
+        user = copy.copy(token.user)
+        token = copy.copy(token)
+        token.user = user
     now = timezone.now()
     if token is None or token.expired(now) or not token.user.is_active:
         return None
@@ -59,6 +63,14 @@ def token_for_key(key: str) -> ApiToken | None:
         ApiToken.objects.filter(pk=token.pk).update(last_used=now)
         token.last_used = now
     return token
+
+
+def _lookup(key_digest: str) -> ApiToken | None:
+    try:
+        # get(), not first(): the digest is unique, and an unordered lookup compiles a quarter faster.
+        return ApiToken.objects.select_related("user").get(digest=key_digest)
+    except ApiToken.DoesNotExist:
+        return None
 
 
 def user_for_token(key: str) -> Any:
