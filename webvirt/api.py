@@ -80,6 +80,9 @@ router.register("jobs", JobViewSet, basename="job")
 router.register("templates", TemplateViewSet, basename="template")
 
 urlpatterns = [
+    # The router's routes first: Django tries patterns in order, and the lists and objects scripts ask for
+    # most are here (every pattern before them costs every such request a regular expression match).
+    path("", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # A page for people: anonymous visitors go to the login page (the API itself answers 401).
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api:schema")), name="docs"),
@@ -93,5 +96,4 @@ urlpatterns = [
     path("", include("webvirt.metrics.api")),
     path("", include("webvirt.waves.api")),
     path("", include("webvirt.people.api")),
-    path("", include(router.urls)),
 ]
