@@ -1,11 +1,11 @@
 """Answers kept between requests, valid until the data they were read from changes.
 
-The database keeps one number, the change counter (accounts.ChangeCounter, a single row). Triggers on the
-tables listed in WATCHED bump it whenever one of their rows is inserted, updated or deleted, in the same
-transaction as the change, so a reader sees a new number exactly when it can see the new data. `memo`
-remembers an answer together with the number it was computed under, and gives it again while the number is
-the same; any write to a watched table, from any process (the web, the watcher, the collector, a worker, a
-`manage.py` command, raw SQL), makes every kept answer stale at once.
+The database keeps a change counter for each table listed in WATCHED (accounts.ChangeCounter: one row, a
+column per table). Triggers on the table bump its counter whenever one of its rows is inserted, updated or
+deleted, in the same transaction as the change, so a reader sees a new number exactly when it can see the
+new data. `memo` remembers an answer together with the counters of the tables it was read from, and gives it
+again while they are the same; any write to one of those tables, from any process (the web, the watcher,
+the collector, a worker, a `manage.py` command, raw SQL), makes the answer stale at once.
 
 What it is for: the requests that scripts and dashboards repeat (the API's token lookup and domain list).
 A kept answer costs one indexed read of the counter instead of the ORM building, compiling, running and
@@ -19,8 +19,9 @@ Rules that keep it right:
   and may roll them back;
 - the counter starts at a random number whenever its row is (re)made, so a counter emptied with its tables
   (`manage.py flush`, a test's teardown) never repeats a number an earlier answer was kept under;
-- PostgreSQL bumps it once per transaction, at commit (a deferred trigger), so that two transactions never
-  wait on each other for the counter while they still hold rows the other one wants.
+- PostgreSQL bumps a counter once per transaction, at commit (a deferred trigger), so that two transactions
+  never wait on each other for the counters' row while they still hold rows the other one wants. The
+  counters share one row for the same reason: two rows, taken in different orders, could deadlock.
 
 The triggers are (re)installed after every `migrate` (post_migrate), because SQLite drops a table's triggers
 when Django rebuilds the table to alter it.
@@ -31,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -40,33 +41,40 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# Every table a kept answer is read from: the domain list (domains, their hosts' names, and who may see
-# them), and the token lookup (tokens and their users).
+# Every table a kept answer is read from, each also the name of its counter's column (accounts.ChangeCounter).
 WATCHED = ("domains_domain", "hosts_host", "auth_user", "accounts_apitoken")
+# The domain list: domains, their hosts' names, and who may see them; the token lookup: tokens and their users.
+DOMAIN_LIST = ("domains_domain", "hosts_host", "auth_user")
+TOKENS = ("accounts_apitoken", "auth_user")
 COUNTER = "accounts_changecounter"
 # Kept answers per process, the least recently used dropped first (a domain list page is about 100 KB).
 MAX_ENTRIES = 256
+# How long a request waits for another thread computing the same answer before it computes it itself.
+COMPUTE_WAIT = 5.0
 
 _lock = threading.Lock()
-_kept: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
+_kept: OrderedDict[Hashable, tuple[tuple[int, ...], Any]] = OrderedDict()
+_computing: dict[tuple[Hashable, tuple[int, ...]], threading.Event] = {}
 _triggers_checked: bool | None = None  # are all the triggers there? Asked once per process
 
 
-def version(alias: str = DEFAULT_DB_ALIAS) -> int | None:
-    """The change counter as this connection sees it now, or None when it has no row (nothing written yet)."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute(f"SELECT version FROM {COUNTER} WHERE id = 1")
+def version(tables: Iterable[str] = WATCHED) -> tuple[int, ...] | None:
+    """The counters of `tables` as this connection sees them now, or None when the row is not there yet
+    (nothing has been written since the tables were made or emptied)."""
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(tables)} FROM {COUNTER} WHERE id = 1")
         row = cursor.fetchone()
-    return row[0] if row else None
+    return tuple(row) if row else None
 
 
-def memo(key: Hashable, compute: Callable[[], T]) -> T:
-    """`compute()`'s answer, kept under `key` until a watched table changes. The key must name everything
-    else the answer depends on (who asks, and what they asked). An answer of None is not kept."""
+def memo(key: Hashable, compute: Callable[[], T], tables: tuple[str, ...]) -> T:
+    """`compute()`'s answer, kept under `key` until one of `tables` (watched ones, all that the answer is read
+    from) changes. The key must name everything else the answer depends on (who asks, and what they asked).
+    An answer of None is not kept."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.in_atomic_block or not _triggers_present(connection):
         return compute()
-    current = version()
+    current = version(tables)
     if current is None:
         return compute()
     with _lock:
@@ -74,14 +82,28 @@ def memo(key: Hashable, compute: Callable[[], T]) -> T:
         if kept is not None and kept[0] == current:
             _kept.move_to_end(key)
             return kept[1]
-    answer = compute()
-    if answer is not None:
+        # One thread computes a stale answer again; the others that ask meanwhile wait for it (after a
+        # change, every busy thread would otherwise compute the same answer at once).
+        computing = _computing.get((key, current))
+        if computing is None:
+            _computing[key, current] = threading.Event()
+    if computing is not None:
+        computing.wait(COMPUTE_WAIT)
         with _lock:
-            _kept[key] = (current, answer)
-            _kept.move_to_end(key)
-            while len(_kept) > MAX_ENTRIES:
-                _kept.popitem(last=False)
-    return answer
+            kept = _kept.get(key)
+        return kept[1] if kept is not None and kept[0] == current else compute()
+    try:
+        answer = compute()
+        if answer is not None:
+            with _lock:
+                _kept[key] = (current, answer)
+                _kept.move_to_end(key)
+                while len(_kept) > MAX_ENTRIES:
+                    _kept.popitem(last=False)
+        return answer
+    finally:
+        with _lock:
+            _computing.pop((key, current)).set()
 
 
 def forget() -> None:
@@ -106,18 +128,23 @@ def _triggers_present(connection: BaseDatabaseWrapper) -> bool:
 
 # The triggers ---------------------------------------------------------------------------------------------
 
-# A fresh row starts at a random number (see the module's docstring); then every change adds one.
-SQLITE_BUMP = (f"INSERT OR IGNORE INTO {COUNTER} (id, version) VALUES (1, abs(random() % 1000000000000)); "
-               f"UPDATE {COUNTER} SET version = version + 1 WHERE id = 1;")
+# A fresh row starts at random numbers (see the module's docstring); then every change adds one to its table's.
+_NEW_ROW = (f"INSERT INTO {COUNTER} (id, {', '.join(WATCHED)}) "
+            f"VALUES (1, {', '.join('%(random)s' for _table in WATCHED)})")
+SQLITE_NEW_ROW = _NEW_ROW.replace("INSERT", "INSERT OR IGNORE") % {"random": "abs(random() % 1000000000000)"}
+POSTGRESQL_NEW_ROW = _NEW_ROW % {"random": "floor(random() * 1000000000000)::bigint"} + " ON CONFLICT (id) DO NOTHING"
 
 POSTGRESQL_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION webvirt_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    flag text := 'webvirt.changed_' || TG_TABLE_NAME;
 BEGIN
-    -- Once per transaction: its other rows' deferred events find the flag set (it ends with the transaction).
-    IF current_setting('webvirt.changed', true) IS DISTINCT FROM 'yes' THEN
-        PERFORM set_config('webvirt.changed', 'yes', true);
-        INSERT INTO {COUNTER} (id, version) VALUES (1, floor(random() * 1000000000000)::bigint)
-            ON CONFLICT (id) DO UPDATE SET version = {COUNTER}.version + 1;
+    -- Once per table and transaction: its other rows' deferred events find the flag set (it ends with the
+    -- transaction).
+    IF current_setting(flag, true) IS DISTINCT FROM 'yes' THEN
+        PERFORM set_config(flag, 'yes', true);
+        {POSTGRESQL_NEW_ROW};
+        EXECUTE format('UPDATE {COUNTER} SET %1$I = %1$I + 1 WHERE id = 1', TG_TABLE_NAME);
     END IF;
     RETURN NULL;
 END $$
@@ -136,7 +163,8 @@ def install(connection: BaseDatabaseWrapper) -> None:
             for table in watched:
                 for event in ("INSERT", "UPDATE", "DELETE"):
                     cursor.execute(f"CREATE TRIGGER IF NOT EXISTS webvirt_change_{table}_{event.lower()} "
-                                   f"AFTER {event} ON {table} BEGIN {SQLITE_BUMP} END")
+                                   f"AFTER {event} ON {table} BEGIN {SQLITE_NEW_ROW}; "
+                                   f"UPDATE {COUNTER} SET {table} = {table} + 1 WHERE id = 1; END")
         elif connection.vendor == "postgresql":
             cursor.execute(POSTGRESQL_FUNCTION)
             for table in watched:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection, connections, transaction
 from rest_framework.test import APIClient
@@ -59,10 +60,13 @@ def names(client: APIClient, query: str = "") -> list[str]:
     return [row["name"] for row in response.json()["results"]]
 
 
-def moved(action) -> bool:  # type: ignore[no-untyped-def]
+def moved(action) -> list[str]:  # type: ignore[no-untyped-def]
+    """The tables whose counters `action` moved."""
     before = changes.version()
     action()
-    return changes.version() != before
+    after = changes.version()
+    assert before is not None and after is not None
+    return [table for table, old, new in zip(changes.WATCHED, before, after, strict=True) if old != new]
 
 
 def test_the_triggers_are_installed_on_every_watched_table():
@@ -73,16 +77,16 @@ def test_every_write_to_a_watched_table_moves_the_counter(host):
     user = User.objects.create(username="carol")
     row = domain(host, "web-1")
     token, _key = create_token(user)
-    assert moved(lambda: Domain.objects.filter(pk=row.pk).update(state="running"))
-    assert moved(lambda: Domain.objects.bulk_create([Domain(host=host, uuid="u2", name="web-2")]))
-    assert moved(lambda: Host.objects.filter(pk=host.pk).update(name="h2"))
-    assert moved(lambda: User.objects.filter(pk=user.pk).update(is_active=False))
-    assert moved(lambda: ApiToken.objects.filter(pk=token.pk).delete())
+    domains, hosts, users, tokens = changes.WATCHED
+    assert moved(lambda: Domain.objects.filter(pk=row.pk).update(state="running")) == [domains]
+    assert moved(lambda: Domain.objects.bulk_create([Domain(host=host, uuid="u2", name="web-2")])) == [domains]
+    assert moved(lambda: Host.objects.filter(pk=host.pk).update(name="h2")) == [hosts]
+    assert moved(lambda: User.objects.filter(pk=user.pk).update(is_active=False)) == [users]
+    assert moved(lambda: ApiToken.objects.filter(pk=token.pk).delete()) == [tokens]
     with connection.cursor() as cursor:  # not only the ORM: any writer, a raw one too
-        assert moved(lambda: cursor.execute("UPDATE domains_domain SET vcpus = 4"))
-    assert moved(lambda: Domain.objects.filter(pk=row.pk).delete())
-    # Other tables do not move it.
-    assert not moved(lambda: User.objects.none().update(is_active=True))
+        assert moved(lambda: cursor.execute("UPDATE domains_domain SET vcpus = 4")) == [domains]
+    assert moved(lambda: Domain.objects.filter(pk=row.pk).delete()) == [domains]
+    assert moved(lambda: Group.objects.create(name="students")) == []  # a table no kept answer reads
 
 
 def test_a_rolled_back_write_leaves_the_counter(host):
@@ -114,21 +118,53 @@ def test_memo_keeps_an_answer_until_a_watched_table_changes(host):
         calls.append(1)
         return Domain.objects.count()
 
-    assert changes.memo("n", count) == 1 and changes.memo("n", count) == 1 and len(calls) == 1
+    def kept(key: str = "n") -> int:
+        return changes.memo(key, count, changes.DOMAIN_LIST)
+
+    assert kept() == 1 and kept() == 1 and len(calls) == 1
     Domain.objects.filter(pk=row.pk).update(state="running")
-    assert changes.memo("n", count) == 1 and len(calls) == 2
-    assert changes.memo("other key", count) == 1 and len(calls) == 3
+    assert kept() == 1 and len(calls) == 2
+    assert kept("other key") == 1 and len(calls) == 3
+    ApiToken.objects.all().delete()  # a table the answer is not read from: still kept
+    create_token(User.objects.create(username="carol"))  # ... but users are
+    assert kept() == 1 and len(calls) == 4
+    ApiToken.objects.all().delete()
+    assert kept() == 1 and len(calls) == 4
+
+
+def test_after_a_change_one_thread_computes_and_the_others_wait_for_its_answer(host):
+    domain(host, "web-1")
+    calls: list[str] = []
+    answers: list[int] = []
+
+    def slow() -> int:
+        calls.append(threading.current_thread().name)
+        time.sleep(0.3)
+        return len(calls)
+
+    def ask() -> None:
+        try:
+            answers.append(changes.memo("slow", slow, changes.DOMAIN_LIST))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1 and answers == [1, 1, 1, 1]
 
 
 def test_memo_keeps_nothing_inside_a_transaction_or_of_none(host):
     domain(host, "web-1")
     calls: list[int] = []
     with transaction.atomic():
-        changes.memo("n", lambda: calls.append(1) or 1)
-        changes.memo("n", lambda: calls.append(1) or 1)
+        changes.memo("n", lambda: calls.append(1) or 1, changes.WATCHED)
+        changes.memo("n", lambda: calls.append(1) or 1, changes.WATCHED)
     assert len(calls) == 2
-    changes.memo("none", lambda: calls.append(1))
-    changes.memo("none", lambda: calls.append(1))
+    changes.memo("none", lambda: calls.append(1), changes.WATCHED)
+    changes.memo("none", lambda: calls.append(1), changes.WATCHED)
     assert len(calls) == 4
 
 
@@ -140,13 +176,13 @@ def test_without_its_triggers_memo_keeps_nothing_until_migrate_installs_them_aga
         else:
             cursor.execute("DROP TRIGGER webvirt_change ON hosts_host")
     calls: list[int] = []
-    changes.memo("n", lambda: calls.append(1) or 1)
-    changes.memo("n", lambda: calls.append(1) or 1)
+    changes.memo("n", lambda: calls.append(1) or 1, changes.WATCHED)
+    changes.memo("n", lambda: calls.append(1) or 1, changes.WATCHED)
     assert len(calls) == 2
     call_command("migrate", verbosity=0)  # nothing to migrate, and the triggers are back
     changes.forget()
     assert changes.missing(connection) == []
-    assert moved(lambda: Host.objects.update(name="renamed"))
+    assert moved(lambda: Host.objects.update(name="renamed")) == ["hosts_host"]
 
 
 def test_the_api_list_follows_every_change_of_its_data(host, admin, stranger):

@@ -105,7 +105,11 @@ class SshKey(models.Model):
 
 
 class ChangeCounter(models.Model):
-    """One row: a number the database bumps whenever a table that kept answers are read from changes
-    (webvirt.changes, whose triggers write it; nothing else does)."""
+    """One row: for each table that kept answers are read from, a number the database bumps whenever the
+    table changes (webvirt.changes, whose triggers write it; nothing else does). A column per table, named
+    after it (webvirt.changes.WATCHED)."""
 
-    version = models.BigIntegerField()
+    domains_domain = models.BigIntegerField()
+    hosts_host = models.BigIntegerField()
+    auth_user = models.BigIntegerField()
+    accounts_apitoken = models.BigIntegerField()

@@ -119,7 +119,7 @@ class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         # Kept until a domain, host or user changes (webvirt.changes), per user and URL: the same question
         # asked again costs one read of the change counter.
         return Response(changes.memo(("domains.list", request.user.pk, request.build_absolute_uri()),
-                                     self.list_answer))
+                                     self.list_answer, changes.DOMAIN_LIST))
 
     def list_answer(self) -> Any:
         # Rows as columns (`.values()`), written by list_rows: DomainSerializer's JSON at half the cost.
