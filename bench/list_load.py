@@ -24,6 +24,10 @@ after, so its name must contain "bench"):
 4. registers 40 more hosts (10,000 domains in all) and measures both searches again (the same 20
    matches, since host 3 is the same) at 1 and 50 clients.
 
+`api_page_changing` is the API page again while the bench changes one domain row --change-rate times a second
+(10) straight in the database, as the watcher and the collector do: the web process keeps answers until
+their data changes (webvirt.changes), and this shows what it costs when the data does change.
+
 Goals (issue 19), for the API: at least 200 requests/s; with 50 clients a median under 250 ms and a p95
 under 500 ms; the search over 10,000 domains within 20% of the one over 2,000 (its 1-client median).
 
@@ -43,10 +47,13 @@ import json
 import os
 import pstats
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -77,7 +84,7 @@ from common import (
 
 GOALS = {"requests_per_s": 200.0, "median_ms_50_clients": 250.0, "p95_ms_50_clients": 500.0,
          "search_10k_over_2k": 1.2}
-PATHS = ("api_search", "api_page", "html_search", "html_page")
+PATHS = ("api_search", "api_page", "api_page_changing", "html_search", "html_page")
 WARMUP = 2  # untimed requests per client before its timed ones
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -114,11 +121,49 @@ class Target:
             raise BenchError(f"{self.name}: the answer lacks {self.must_contain!r}: {body[:300]!r}")
 
 
+class Writer:
+    """Changes one domain row `rate` times a second, straight in the database, as the watcher and the
+    collector do: each change makes the web process's kept answers stale (webvirt.changes)."""
+
+    def __init__(self, database_url: str | None, sqlite_path: Path, rate: float) -> None:
+        self.database_url, self.sqlite_path, self.rate = database_url, sqlite_path, rate
+        self.stop, self.count = threading.Event(), 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def connect(self):  # type: ignore[no-untyped-def]
+        if self.database_url:
+            import psycopg
+
+            return psycopg.connect(self.database_url, autocommit=True)
+        return sqlite3.connect(self.sqlite_path, timeout=20, isolation_level=None)
+
+    def run(self) -> None:
+        conn = self.connect()
+        try:
+            mark = "%s" if self.database_url else "?"
+            while not self.stop.wait(1 / self.rate):
+                conn.execute(f"UPDATE domains_domain SET cpu_percent = {mark} "
+                             "WHERE id = (SELECT min(id) FROM domains_domain)", (self.count % 100,))
+                self.count += 1
+        finally:
+            conn.close()
+
+    def __enter__(self) -> Writer:
+        self.started = time.perf_counter()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.per_s = round(self.count / (time.perf_counter() - self.started), 1)
+
+
 class Load:
     """Makes clients for the API (a token) and the HTML list (one signed-in session) and measures levels."""
 
-    def __init__(self, port: int, token: str, web_pid: int) -> None:
-        self.port, self.token, self.web_pid = port, token, web_pid
+    def __init__(self, port: int, token: str, web_pid: int, writer: Callable[[], Writer]) -> None:
+        self.port, self.token, self.web_pid, self.writer = port, token, web_pid, writer
         browser = Client(port)
         browser.login(ADMIN_USER, ADMIN_PASSWORD)
         self.cookies = dict(browser.cookies)
@@ -141,11 +186,13 @@ class Load:
     def level(self, target: Target, clients: int, total: int) -> dict:
         each = max(1, round(total / clients))
         group = self.clients(target.name.startswith("html"), clients)
+        changing = self.writer() if target.name.endswith("changing") else contextlib.nullcontext()
         try:
-            cpu, own, started = cpu_seconds(self.web_pid), os.times(), time.perf_counter()
-            times = concurrent_gets(group, target.path, each, WARMUP, target.check)
-            wall = time.perf_counter() - started
-            cpu, own_after = cpu_seconds(self.web_pid) - cpu, os.times()
+            with changing:
+                cpu, own, started = cpu_seconds(self.web_pid), os.times(), time.perf_counter()
+                times = concurrent_gets(group, target.path, each, WARMUP, target.check)
+                wall = time.perf_counter() - started
+                cpu, own_after = cpu_seconds(self.web_pid) - cpu, os.times()
         finally:
             for client in group:
                 client.close()
@@ -155,8 +202,11 @@ class Load:
                "client_cpu_ms_per_request": round((own_after.user + own_after.system - own.user - own.system)
                                                   * 1000 / sent, 2),
                "timed_requests": len(times)}
+        if isinstance(changing, Writer):
+            out["changes_per_s"] = changing.per_s
         log(f"  {target.name}, {clients} client(s): median {out['median_ms']} ms, p95 {out['p95_ms']} ms, "
-            f"{out['requests_per_s']} requests/s, {out['cpu_ms_per_request']} ms CPU per request")
+            f"{out['requests_per_s']} requests/s, {out['cpu_ms_per_request']} ms CPU per request"
+            + (f", {out['changes_per_s']} changes/s" if "changes_per_s" in out else ""))
         return out
 
 
@@ -166,6 +216,7 @@ def targets(search: str, matches: int, total: int, first_match: str, first_name:
     query = urlencode({"search": search})
     return {"api_search": Target("api_search", f"/api/v1/domains/?{query}", f'"count":{matches},'.encode()),
             "api_page": Target("api_page", "/api/v1/domains/", f'"count":{total},'.encode()),
+            "api_page_changing": Target("api_page_changing", "/api/v1/domains/", f'"count":{total},'.encode()),
             "html_search": Target("html_search", f"/domains/?{query}", first_match.encode()),
             "html_page": Target("html_page", "/domains/", first_name.encode())}
 
@@ -200,7 +251,8 @@ def run_database(args: argparse.Namespace, tmp: Path, database_url: str | None) 
         expected, register_seconds = register(env, tmp, args.hosts, args.per_host, 1)
         port = free_port()
         start_web(procs, port, profile)
-        load = Load(port, token, procs.procs["web"].pid)
+        load = Load(port, token, procs.procs["web"].pid,
+                    lambda: Writer(database_url, tmp / "state" / "db.sqlite3", args.change_rate))
         matches, first_match, first_name = expect(expected, args.search)
         chosen = targets(args.search, matches, len(expected), first_match, first_name)
         out: dict = {"database": database, "domains": len(expected), "hosts": args.hosts,
@@ -282,6 +334,8 @@ def main() -> int:
     parser.add_argument("--large-domains", type=int, default=10_000,
                         help="domains for the large search, added in hosts of --per-host (0: skip it)")
     parser.add_argument("--search", default="h03-web-00", help="search text (the default matches 20 domains)")
+    parser.add_argument("--change-rate", type=float, default=10.0,
+                        help="api_page_changing: domain rows changed per second while it is measured")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per level, split over its clients")
     parser.add_argument("--clients", default="1,10,50", help="concurrent clients per level, comma-separated")
     parser.add_argument("--paths", default=",".join(PATHS), help=f"what to measure, of {', '.join(PATHS)}")
