@@ -12,12 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import connection, connections, transaction
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from webvirt import changes
@@ -201,6 +203,18 @@ def test_the_api_list_follows_every_change_of_its_data(host, admin, stranger):
     assert names(as_stranger) == ["web-1", "web-2"]
     User.objects.filter(pk=admin.pk).update(is_staff=False, is_superuser=False)
     assert names(as_admin) == []  # no longer an administrator: no domain is theirs
+
+
+def test_the_api_list_is_kept_per_time_zone(host, admin):
+    domain(host, "web-1", state_changed=datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
+    client = client_for(admin)
+
+    def changed() -> str:
+        return str(client.get("/api/v1/domains/").json()["results"][0]["state_changed"])
+
+    assert changed() == "2026-12-01T12:00:00Z" and changed() == "2026-12-01T12:00:00Z"
+    with timezone.override("Europe/Berlin"):
+        assert changed() == "2026-12-01T13:00:00+01:00"
 
 
 def test_a_kept_token_stops_working_at_once(admin):

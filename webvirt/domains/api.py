@@ -116,10 +116,10 @@ class DomainViewSet(XMLActionMixin, mixins.ListModelMixin, mixins.RetrieveModelM
         return Actor.from_request(self.request, "api")
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # Kept until a domain, host or user changes (webvirt.changes), per user and URL: the same question
-        # asked again costs one read of the change counter.
-        return Response(changes.memo(("domains.list", request.user.pk, request.build_absolute_uri()),
-                                     self.list_answer, changes.DOMAIN_LIST))
+        # Kept until a domain, host or user changes (webvirt.changes), per user, URL and the time zone its
+        # times are written in: the same question asked again costs a read of the change counters.
+        key = ("domains.list", request.user.pk, request.build_absolute_uri(), timezone.get_current_timezone_name())
+        return Response(changes.memo(key, self.list_answer, changes.DOMAIN_LIST))
 
     def list_answer(self) -> Any:
         # Rows as columns (`.values()`), written by list_rows: DomainSerializer's JSON at half the cost.
