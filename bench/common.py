@@ -445,10 +445,12 @@ def ensure_database(url: str) -> None:
 
 # Many clients at once ------------------------------------------------------------------------------
 
-def concurrent_gets(clients: list[Client], path: str, requests: int, warmup: int,
+def concurrent_gets(clients: list[Client], path: str | Callable[[], str], requests: int, warmup: int,
                     check: Callable[[bytes], None] | None = None) -> list[float]:
     """Every client GETs `path` `warmup + requests` times at once with the others; milliseconds of the
-    timed ones. `check(body)` may refuse an answer (BenchError)."""
+    timed ones. `path` may be a function giving each request's path. `check(body)` may refuse an answer
+    (BenchError)."""
+    next_path = path if callable(path) else lambda: path
     times: list[float] = []
     errors: list[str] = []
     barrier = threading.Barrier(len(clients))
@@ -456,11 +458,12 @@ def concurrent_gets(clients: list[Client], path: str, requests: int, warmup: int
     def run(client: Client) -> None:
         barrier.wait()
         for n in range(warmup + requests):
+            asked = next_path()
             started = time.perf_counter()
-            status, _msg, data = client.request("GET", path)
+            status, _msg, data = client.request("GET", asked)
             elapsed = (time.perf_counter() - started) * 1000
             if status != 200:
-                errors.append(f"GET {path} answered {status}: {data[:200]!r}")
+                errors.append(f"GET {asked} answered {status}: {data[:200]!r}")
                 return
             if check is not None:
                 try:
