@@ -47,7 +47,8 @@ WATCHED = ("domains_domain", "hosts_host", "auth_user", "accounts_apitoken")
 DOMAIN_LIST = ("domains_domain", "hosts_host", "auth_user")
 TOKENS = ("accounts_apitoken", "auth_user")
 COUNTER = "accounts_changecounter"
-# Kept answers per process, the least recently used dropped first (a domain list page is about 100 KB).
+# Kept answers per process, the least recently used dropped first (a domain list page of 50 rows is about
+# 50 KB, so at most about 13 MB).
 MAX_ENTRIES = 256
 # How long a request waits for another thread computing the same answer before it computes it itself.
 COMPUTE_WAIT = 5.0
