@@ -49,7 +49,9 @@ def token_for_key(key: str) -> ApiToken | None:
     """The live token whose key this is (not expired, its user active), or None."""
     if not key or len(key) > MAX_KEY_LENGTH:
         return None
-    token = changes.memo(("api-token", digest(key)), lambda: _lookup(digest(key)), changes.TOKENS)
+    # Kept until a token or a user changes (webvirt.changes): a script's every request asks the same.
+    key_digest = digest(key)
+    token = changes.memo(("api-token", key_digest), lambda: _lookup(key_digest), changes.TOKENS)
     if token is not None:
         # Copies (a model's copy has its own attributes): the kept ones are shared by every request, and
         # this request sets the key, last_used and whatever Django caches on its user.
