@@ -3,7 +3,7 @@
 #
 # One run after another took 35 minutes on 2 cores; much of it is waiting (for guests to boot, for a
 # browser, for events), so three runs at once keep both cores busy. They must not meet:
-#   machine   SQLite, then PostgreSQL: the tests marked system, which use the machine's own libvirtd
+#   machine   PostgreSQL, then SQLite: the tests marked system, which use the machine's own libvirtd
 #             (qemu:///system, or restarting it), and the browser tests (the runs end closer together).
 #             The only run on that libvirtd.
 #   sqlite    SQLite: everything else, on a private libvirt daemon's test driver (WEBVIRT_TEST_URI);
@@ -47,10 +47,13 @@ done
 [[ -s "$logs/driver-uris" ]] || { echo "the private libvirt daemons did not start:" >&2; cat "$logs/driver-daemons.log" >&2; exit 1; }
 mapfile -t uris <"$logs/driver-uris"
 
+# PostgreSQL's short part first: each part begins by restarting the machine's libvirtd
+# (tests/events/test_libvirtd_restart.py), and the other runs' few tests that name a bare scheme
+# (foo:///x) reach that libvirtd too; both restarts then come in the first minute, not near the end.
 run_machine() {
     local rc=0
-    env -u DATABASE_URL "$PY" -m pytest -q tests -m "system or browser" "$@" || rc=1
     DATABASE_URL="${pg}_machine" "$PY" -m pytest -q tests -m "system and not qemu and not browser" "$@" || rc=1
+    env -u DATABASE_URL "$PY" -m pytest -q tests -m "system or browser" "$@" || rc=1
     return "$rc"
 }
 run_sqlite() {
