@@ -49,6 +49,9 @@ _MAX_LINE = 900
 # tty keeps what is typed before the shell reads it, so one probe is usually enough; typing it
 # again covers one that was lost, e.g. while the shell was being respawned.
 _PROBE_INTERVAL = 2.0
+# How long the first command waits for the shell at least: an emulated guest on a host busy with other
+# test runs has taken over 20 s to answer after its READY line (its tty echoed the probes meanwhile).
+_FIRST_ANSWER = 60.0
 _KILL_LINE = b"\x15"  # Ctrl+U: clears the line in busybox's line editor and in a cooked tty
 _ENTER = b"\r"  # what a terminal sends; the guest's tty (icrnl) makes it a newline
 
@@ -191,7 +194,7 @@ class SerialShell:
         if "\n" in command or "\r" in command:
             raise ValueError("run() takes one line; join commands with ';' or '&&'")
         if not self._answered:
-            self.wait_for_shell(timeout)
+            self.wait_for_shell(max(timeout, _FIRST_ANSWER))
         ident = self._next_id()
         # eval keeps the command whole (a '#' or '&' in it cannot reach the end marker); "$?" is
         # expanded before the last printf runs, so it is the command's status.
