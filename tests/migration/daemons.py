@@ -205,6 +205,10 @@ def cleanup_leftovers(base: Path = DEFAULT_BASE, user: str = USER) -> list[Path]
 
 # --- one host -----------------------------------------------------------------------------------
 
+# Each host's VNC ports (100 from this one), away from the machine's libvirtd's (5900 up).
+VNC_PORTS = {"a": 15900, "b": 16000}
+
+
 class SessionDaemon:
     """One "host": a session libvirtd of the test user with its own XDG directories."""
 
@@ -240,6 +244,13 @@ class SessionDaemon:
         (self.config_home / "libvirt" / "libvirtd.conf").write_text(
             "# written by tests/migration/daemons.py\n"
             f'host_uuid = "{self.host_uuid}"\n')
+        # VNC ports of its own: every daemon picks the lowest free one from 5900 up, and the machine's
+        # libvirtd (another test run) found 5901 free and then lost it to a guest here ("Address already
+        # in use", the guest failed to start).
+        first = VNC_PORTS[self.name]
+        (self.config_home / "libvirt" / "qemu.conf").write_text(
+            "# written by tests/migration/daemons.py\n"
+            f"remote_display_port_min = {first}\nremote_display_port_max = {first + 99}\n")
         if seed is not None and seed.is_dir():
             self.caps_cache.mkdir(parents=True, exist_ok=True)
             for cached in seed.glob("*.xml"):
