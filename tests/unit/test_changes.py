@@ -158,6 +158,21 @@ def test_after_a_change_one_thread_computes_and_the_others_wait_for_its_answer(h
     assert len(calls) == 1 and answers == [1, 1, 1, 1]
 
 
+def test_an_answer_that_fails_is_not_kept_and_the_next_request_tries_again(host, admin):
+    domain(host, "web-1")
+
+    def fail() -> int:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        changes.memo("fails", fail, changes.DOMAIN_LIST)
+    assert changes.memo("fails", lambda: 1, changes.DOMAIN_LIST) == 1
+    client = client_for(admin)
+    for _ in range(2):  # a refused filter is the request's own error, not a kept answer
+        response = client.get("/api/v1/domains/?state=bogus")
+        assert response.status_code == 400 and "state" in response.json()["error"]
+
+
 def test_memo_keeps_nothing_inside_a_transaction_or_of_none(host):
     domain(host, "web-1")
     calls: list[int] = []
